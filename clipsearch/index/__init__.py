@@ -1,0 +1,19 @@
+"""Index engines behind one protocol; ``open_index`` picks one from settings."""
+
+from __future__ import annotations
+
+from clipsearch.index.base import SearchIndex
+from clipsearch.settings import Backend, Settings
+
+__all__ = ["SearchIndex", "open_index"]
+
+
+def open_index(settings: Settings) -> SearchIndex:
+    """Construct (but do not connect) the engine named by ``settings.backend``."""
+    if settings.backend == Backend.vespa:
+        from clipsearch.index.vespa.client import VespaIndex
+
+        return VespaIndex.from_settings(settings)
+    from clipsearch.index.embedded import EmbeddedIndex
+
+    return EmbeddedIndex.from_settings(settings)

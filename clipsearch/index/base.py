@@ -1,0 +1,56 @@
+"""The index interface: one protocol, two engines (embedded LanceDB and Vespa)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from clipsearch.documents import ImageDocument
+from clipsearch.search import Filters, SearchPlan, SearchResult
+
+
+@runtime_checkable
+class SearchIndex(Protocol):
+    """Async so the gateway can serve many queries; engines with sync clients use threads.
+
+    Contract shared by every implementation (checked by ``tests/index_conformance.py``):
+
+    * ``upsert`` is idempotent per id (a second put of the same id replaces the first).
+    * ``search`` returns hits with the fused ``score`` and each leg's score: ``lexical`` is
+      ``bm25(caption)`` (k1=1.2, b=0.75; lower-cased, English-stemmed, stop words kept) and
+      ``vector`` is the prenormalized-angular closeness; see ``clipsearch.fusion``.
+      A leg that did not run is ``None``.
+    * a query vector of the wrong dimension raises ``VectorDimensionError``; an engine that
+      cannot be reached raises ``BackendUnavailable``.
+    """
+
+    @property
+    def dim(self) -> int: ...
+
+    async def ensure_ready(self) -> None:
+        """Create what is missing (tables) or check that it exists (Vespa application)."""
+
+    async def ping(self) -> None:
+        """Raise ``BackendUnavailable`` unless the engine answers."""
+
+    async def upsert(self, docs: Sequence[ImageDocument]) -> int:
+        """Write documents (insert or replace by id); returns how many were written."""
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        """Remove documents by id; unknown ids are ignored; returns how many existed."""
+
+    async def get(self, doc_id: str) -> ImageDocument | None:
+        """One document with its embedding, or None."""
+
+    async def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """The subset of ``ids`` that is stored (used by the feeder to resume)."""
+
+    async def count(self, filters: Filters | None = None) -> int:
+        """Number of documents (matching the filters)."""
+
+    async def search(self, plan: SearchPlan) -> SearchResult: ...
+
+    async def flush(self) -> None:
+        """Make recent writes cheap to read (compaction, index build); may be a no-op."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,71 @@
+"""Settings shared by every component, read from ``CLIPSEARCH_*`` environment variables."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Backend(StrEnum):
+    embedded = "embedded"
+    vespa = "vespa"
+
+
+class Settings(BaseSettings):
+    """One settings object for all services; each reads what it needs.
+
+    Build it with ``Settings()`` (environment) or ``Settings(**overrides)`` in tests.
+    There is no module-level instance: the CLI and the app factories create one.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CLIPSEARCH_", env_file=None, extra="ignore")
+
+    # --- index ---
+    backend: Backend = Backend.embedded
+    data_dir: Path = Path("data")
+    table: str = Field("images", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+    embedding_dim: int = Field(512, ge=2, le=4096)
+    hnsw_ef: int = Field(300, ge=10, le=5000, description="HNSW search list size (embedded ANN)")
+    vector_index_min_rows: int = Field(
+        50_000, ge=256, description="Build an ANN index once the table has this many rows"
+    )
+    candidates: int = Field(
+        100, ge=10, le=2000, description="Per-leg candidates (targetHits) before fusion"
+    )
+
+    # --- vespa ---
+    vespa_url: str = "http://localhost:8080"
+    vespa_config_url: str = "http://localhost:19071"
+    vespa_namespace: str = Field("clipsearch", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    vespa_timeout_s: float = Field(5.0, gt=0, le=120)
+    vespa_feed_concurrency: int = Field(16, ge=1, le=512)
+
+    # --- model / encoder ---
+    model: str = "openai/clip-vit-base-patch32"
+    model_revision: str | None = None
+    device: str = "cpu"
+    encoder_url: str = Field("", description="Empty: encode in-process. Else the encoder's URL")
+    encoder_timeout_s: float = Field(30.0, gt=0)
+    torch_threads: int = Field(1, ge=1, le=256)
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(64_000_000, ge=1024)
+    max_texts_per_request: int = Field(256, ge=1)
+
+    # --- services ---
+    host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    encoder_port: int = Field(8001, ge=1, le=65535)
+    api_key: str | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("vespa_url", "vespa_config_url", "encoder_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
