@@ -1,0 +1,36 @@
+"""Pick the gateway's encoder from settings: the encoder service over HTTP, or in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from clipsearch.embedder import Embedder
+from clipsearch.encoder_client import RemoteEmbedder
+from clipsearch.errors import ClipsearchError
+from clipsearch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def open_embedder(settings: Settings) -> tuple[Embedder | None, str | None]:
+    """The embedder, or (None, reason) when it cannot be had: lexical search still works."""
+    if settings.encoder_url:
+        remote = RemoteEmbedder(settings.encoder_url, timeout_s=settings.encoder_timeout_s)
+        try:
+            await remote.connect()
+        except ClipsearchError as exc:
+            log.warning("encoder not reachable yet (%s); will retry on first use", exc)
+        return remote, None
+    try:
+        from services.encoder.local import LocalEmbedder
+        from services.encoder.model import ClipEncoder
+
+        encoder = await asyncio.to_thread(
+            ClipEncoder.load, settings.model, revision=settings.model_revision,
+            device=settings.device,
+        )
+        return LocalEmbedder(encoder, settings), None
+    except (OSError, ValueError, ClipsearchError) as exc:
+        log.error("cannot load model %r: %s", settings.model, exc)
+        return None, f"model {settings.model!r} could not be loaded: {exc}"

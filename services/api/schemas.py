@@ -1,0 +1,123 @@
+"""HTTP request and response models of the search gateway."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from clipsearch.documents import DocId, Label
+from clipsearch.search import MAX_LIMIT, MAX_OFFSET, Fusion, Mode
+
+QueryText = Annotated[str, Field(max_length=1000)]
+
+
+class SearchRequest(BaseModel):
+    """What ``GET /search`` (query string) and ``POST /search`` (JSON) accept."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"q": "baseball field near a river", "mode": "hybrid", "limit": 10},
+                {"q": "runway", "mode": "lexical", "dataset": ["rsicd"], "category": ["airport"]},
+                {"image_id": "rsicd:airport_12.jpg", "mode": "vector", "limit": 20},
+            ]
+        },
+    )
+
+    q: QueryText | None = Field(None, description="Query text (BM25 and/or CLIP text encoder)")
+    mode: Mode = Mode.hybrid
+    limit: int = Field(10, ge=1, le=MAX_LIMIT)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    dataset: list[Label] = Field(default_factory=list, max_length=50)
+    category: list[Label] = Field(default_factory=list, max_length=50)
+    split: list[Label] = Field(default_factory=list, max_length=50)
+    image_id: DocId | None = Field(None, description="An indexed image: 'more like this'")
+    exclude_image: bool = Field(False, description="Leave the query image out of the hits")
+    fusion: Fusion = Fusion.rrf
+    rrf_k: int = Field(60, ge=1, le=10_000)
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the vector leg (linear)")
+
+    @model_validator(mode="after")
+    def _combination(self) -> SearchRequest:
+        text = (self.q or "").strip()
+        if self.mode == Mode.lexical and not text:
+            raise ValueError("mode 'lexical' needs the query text q")
+        if self.mode == Mode.lexical and self.image_id:
+            raise ValueError("mode 'lexical' cannot search by image; use vector or hybrid")
+        if not text and not self.image_id:
+            raise ValueError("give query text q, an image_id, or both")
+        return self
+
+    @property
+    def text(self) -> str | None:
+        text = (self.q or "").strip()
+        return text or None
+
+
+class LegScoresOut(BaseModel):
+    lexical: float | None = None
+    vector: float | None = None
+
+
+class HitOut(BaseModel):
+    id: str
+    score: float
+    scores: LegScoresOut
+    captions: list[str]
+    dataset: str
+    category: str | None = None
+    split: str | None = None
+    image_url: str
+
+
+class Timings(BaseModel):
+    encode: float = 0.0
+    search: float = 0.0
+    total: float = 0.0
+
+
+class QueryEcho(BaseModel):
+    q: str | None = None
+    image_id: str | None = None
+    dataset: list[str] = Field(default_factory=list)
+    category: list[str] = Field(default_factory=list)
+    split: list[str] = Field(default_factory=list)
+    fusion: Fusion | None = None
+    rrf_k: int | None = None
+    alpha: float | None = None
+
+
+class SearchResponse(BaseModel):
+    query: QueryEcho
+    mode: Mode
+    total: int
+    total_approximate: bool = False
+    degraded: bool = False
+    limit: int
+    offset: int
+    model: str | None = Field(None, description="Model that embedded the query (vector legs)")
+    hits: list[HitOut]
+    timings_ms: Timings
+
+
+class DocumentOut(BaseModel):
+    id: str
+    captions: list[str]
+    dataset: str
+    category: str | None = None
+    split: str | None = None
+    model_id: str
+    image_url: str
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class Readiness(BaseModel):
+    status: str
+    index: str
+    encoder: str
+    documents: int | None = None

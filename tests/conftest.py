@@ -1,0 +1,28 @@
+"""Shared fixtures: a tiny CLIP built offline and a small generated dataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight CLIP + real CLIP tokenizer, saved with save_pretrained."""
+    from services.encoder.tiny import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip") / "model")
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A small generated image set in the generic JSONL manifest format."""
+    from feeder.sample import make_sample_dataset
+
+    return make_sample_dataset(tmp_path_factory.mktemp("sample-data"))

@@ -1,0 +1,173 @@
+"""The gateway's own behaviour with stand-in dependencies: validation, errors, degradation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from clipsearch.settings import Settings
+from services.api.app import create_app
+from tests.api_fakes import FakeEmbedder, RecordingIndex, doc
+
+
+def _client(tmp_path: Path, index: Any = None, embedder: Any = None, **settings: Any) -> TestClient:
+    if index is None:
+        index = RecordingIndex([doc(i) for i in range(5)])
+    app = create_app(Settings(data_dir=tmp_path, **settings),
+                     index=index,
+                     embedder=embedder if embedder is not None else FakeEmbedder())
+    return TestClient(app)
+
+
+@pytest.fixture()
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with _client(tmp_path) as c:
+        yield c
+
+
+def test_response_shape(client: TestClient) -> None:
+    r = client.get("/search", params={"q": "a river", "mode": "hybrid", "limit": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["mode"] == "hybrid" and body["limit"] == 2 and body["offset"] == 0
+    assert body["query"]["q"] == "a river" and body["model"] == "fake-clip"
+    assert body["total"] == 5 and len(body["hits"]) == 2
+    hit = body["hits"][0]
+    assert set(hit) >= {"id", "score", "scores", "captions", "dataset", "category", "split",
+                        "image_url"}
+    assert set(hit["scores"]) == {"lexical", "vector"}
+    assert hit["image_url"] == "/images/t%3A0"
+    assert set(body["timings_ms"]) == {"encode", "search", "total"}
+
+
+def test_filters_repeat_in_query_string(tmp_path: Path) -> None:
+    index = RecordingIndex([doc(1)])
+    with _client(tmp_path, index=index) as c:
+        r = c.get("/search?q=x&mode=lexical&dataset=a&dataset=b&category=c&split=test")
+        assert r.status_code == 200, r.text
+    f = index.plans[-1].filters
+    assert (f.dataset, f.category, f.split) == (["a", "b"], ["c"], ["test"])
+    assert index.plans[-1].vector is None  # lexical mode never encodes
+
+
+def test_post_search_and_fusion_parameters(tmp_path: Path) -> None:
+    index = RecordingIndex([doc(1)])
+    with _client(tmp_path, index=index) as c:
+        r = c.post("/search", json={"q": "x", "fusion": "linear", "alpha": 0.25})
+        assert r.status_code == 200, r.text
+        assert r.json()["query"]["alpha"] == 0.25
+    assert index.plans[-1].hybrid.fusion.value == "linear"
+    assert index.plans[-1].hybrid.alpha == 0.25
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "x", "mode": "fuzzy"},
+        {"q": "x", "limit": 0},
+        {"q": "x", "limit": 101},
+        {"q": "x", "offset": -1},
+        {"q": "x", "alpha": 1.5},
+        {"mode": "lexical"},
+        {"q": "   ", "mode": "vector"},
+        {"q": "x", "dataset": 'bad"value'},
+        {"q": "x", "unknown": "1"},
+        {"image_id": "t:1", "mode": "lexical"},
+    ],
+)
+def test_bad_parameters_are_422_with_reason(client: TestClient, params: dict[str, Any]) -> None:
+    r = client.get("/search", params=params)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["status"] == 422 and err["reason"] == "invalid_request" and err["message"]
+
+
+def test_quotes_and_query_syntax_in_text_are_plain_text(tmp_path: Path) -> None:
+    index = RecordingIndex([doc(1)])
+    with _client(tmp_path, index=index) as c:
+        text = 'he said "runway" AND (NOT x) OR dataset:y \\ ; DROP'
+        r = c.get("/search", params={"q": text, "mode": "lexical"})
+        assert r.status_code == 200, r.text
+    assert index.plans[-1].text == text
+
+
+def test_more_like_this_uses_the_stored_vector(tmp_path: Path) -> None:
+    index = RecordingIndex([doc(i) for i in range(3)])
+    embedder = FakeEmbedder()
+    with _client(tmp_path, index=index, embedder=embedder) as c:
+        r = c.get("/search", params={"image_id": "t:1", "mode": "vector", "exclude_image": True})
+        assert r.status_code == 200, r.text
+        assert "t:1" not in [h["id"] for h in r.json()["hits"]]
+    assert index.plans[-1].vector == pytest.approx(index.docs["t:1"].embedding, abs=1e-6)
+    assert embedder.texts == []
+
+
+def test_unknown_image_id_is_404(client: TestClient) -> None:
+    r = client.get("/search", params={"image_id": "t:999", "mode": "vector"})
+    assert r.status_code == 404
+    assert r.json()["error"]["reason"] == "not_found"
+    assert client.get("/images/t:999").status_code == 404
+    assert client.get("/documents/t:999").status_code == 404
+
+
+def test_encoder_down_lexical_still_works(tmp_path: Path) -> None:
+    with _client(tmp_path, embedder=FakeEmbedder(down=True)) as c:
+        assert c.get("/search", params={"q": "x", "mode": "lexical"}).status_code == 200
+        r = c.get("/search", params={"q": "x", "mode": "hybrid"})
+        assert r.status_code == 503 and r.headers["Retry-After"]
+        assert r.json()["error"]["reason"] == "encoder_unavailable"
+        ready = c.get("/ready")
+        assert ready.status_code == 503 and ready.json()["encoder"].startswith("down")
+        assert c.get("/health").status_code == 200
+
+
+def test_index_down_is_503(tmp_path: Path) -> None:
+    with _client(tmp_path, index=RecordingIndex(down=True)) as c:
+        r = c.get("/search", params={"q": "x", "mode": "lexical"})
+        assert r.status_code == 503 and "Retry-After" in r.headers
+        assert c.get("/ready").status_code == 503
+
+
+def test_image_without_file_is_404(client: TestClient) -> None:
+    r = client.get("/images/t:1")
+    assert r.status_code == 404 and r.json()["error"]["reason"] == "not_found"
+
+
+def test_path_traversal_is_not_possible(client: TestClient) -> None:
+    for path in ("/images/..%2F..%2Fetc%2Fpasswd", "/images/../../etc/passwd"):
+        r = client.get(path)
+        assert r.status_code in (404, 422)
+        assert "root:" not in r.text
+
+
+def test_metrics_count_searches(client: TestClient) -> None:
+    client.get("/search", params={"q": "x", "mode": "lexical"})
+    client.get("/search", params={"q": "x", "mode": "bogus"})
+    text = client.get("/metrics").text
+    assert 'clipsearch_searches_total{mode="lexical",status="ok"} 1.0' in text
+    assert 'clipsearch_http_requests_total{method="GET",route="/search",status="422"} 1.0' in text
+    assert "clipsearch_search_stage_seconds_bucket" in text
+
+
+def test_api_key(tmp_path: Path) -> None:
+    with _client(tmp_path, api_key="s3cret") as c:
+        assert c.get("/search", params={"q": "x"}).status_code == 401
+        ok = c.get("/search", params={"q": "x"}, headers={"X-API-Key": "s3cret"})
+        assert ok.status_code == 200
+        assert c.get("/health").status_code == 200
+
+
+def test_unknown_route_is_json_404(client: TestClient) -> None:
+    r = client.get("/nope")
+    assert r.status_code == 404 and r.json()["error"]["reason"] == "not_found"
+
+
+def test_page_and_openapi(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "<form" in page.text
+    spec = client.get("/openapi.json").json()
+    assert "/search" in spec["paths"] and "/images/{doc_id}" in spec["paths"]
