@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(64_000_000, ge=1024)
     max_texts_per_request: int = Field(256, ge=1)
+    max_images_per_request: int = Field(64, ge=1)
+    runtime: str = Field(
+        "auto", pattern=r"^(auto|torch|torch-bf16|torch-fp16|onnx|onnx-int8)$",
+        description="Encoder inference runtime; auto = fastest within cos >= 0.999 of fp32",
+    )
+    encoder_batch_wait_ms: float = Field(2.0, ge=0, le=1000,
+                                         description="Micro-batching: wait for more requests")
+    encoder_batch_max_items: int = Field(64, ge=1, le=4096)
 
     # --- services ---
     host: str = "127.0.0.1"

@@ -1,0 +1,178 @@
+"""Encoder benchmark: images/s and text latency per runtime vs plain transformers eager fp32.
+
+A ViT-B/32-sized CLIP with random weights (``CLIPConfig()`` defaults: the tiny test model is
+too small to mean anything) and the real CLIP tokenizer. Every number is measured in the same
+run, so the ratios hold even on a busy machine where absolute numbers are noisy.
+
+    .venv/bin/python bench/encode.py                 # CPU, all runtimes
+    .venv/bin/python bench/encode.py --device cuda    # GPU: torch fp32 vs fp16
+    .venv/bin/python bench/encode.py --runtimes torch onnx --images 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import CLIPConfig, CLIPModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.encoder.bpe import build_clip_tokenizer
+from services.encoder.model import ClipEncoder
+from services.encoder.preprocess import PreprocessSpec
+from services.encoder.runtimes.base import Runtime
+from services.encoder.runtimes.select import (
+    RuntimeOptions,
+    build_runtime,
+    select_runtime,
+)
+from services.encoder.runtimes.torch_runtime import cpu_supports_bf16, features
+
+QUERIES = ["a photo of a cat", "an airport near the sea", "dense residential area",
+           "a green park with trees", "a river through the city", "boats in the harbour",
+           "a baseball field at night", "farmland with a pond"]  # ~6-8 tokens each
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _best(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _latencies(fn: Callable[[str], object], n: int) -> tuple[float, float]:
+    samples = []
+    for i in range(n):
+        q = QUERIES[i % len(QUERIES)] + f" {i}"  # distinct texts: no cache hits
+        start = time.perf_counter()
+        fn(q)
+        samples.append((time.perf_counter() - start) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--images", type=int, default=16, help="images per timed batch")
+    ap.add_argument("--repeats", type=int, default=2, help="timed repeats (best is kept)")
+    ap.add_argument("--queries", type=int, default=40, help="text queries for p50/p95")
+    ap.add_argument("--runtimes", nargs="*", default=None,
+                    help="default: torch torch-bf16 onnx onnx-int8 (CPU); torch torch-fp16")
+    ap.add_argument("--no-auto", action="store_true", help="skip the auto selection")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    cuda = args.device.startswith("cuda")
+    names = args.runtimes or (["torch", "torch-fp16"] if cuda
+                              else ["torch", "torch-bf16", "onnx", "onnx-int8"])
+    cap = torch.backends.cpu.get_cpu_capability()
+    print(f"device={args.device} threads={args.threads} cpu={cap}"
+          f" native_bf16={cpu_supports_bf16()} torch={torch.__version__}")
+
+    torch.manual_seed(0)
+    model = CLIPModel(CLIPConfig()).eval()  # ViT-B/32 sized, random weights
+    tokenizer = build_clip_tokenizer()
+    spec = PreprocessSpec()
+    rng = np.random.default_rng(0)
+    pixels = rng.normal(size=(args.images, 3, 224, 224)).astype(np.float32)
+    base_model = model.to(args.device)
+    px = torch.from_numpy(pixels).to(args.device)
+
+    # --- baseline: plain transformers, eager fp32 ---
+    def eager_images() -> torch.Tensor:
+        with torch.no_grad():
+            out = features(base_model.get_image_features(pixel_values=px))
+        if cuda:
+            torch.cuda.synchronize()
+        return out
+
+    ref = eager_images().float().cpu().numpy()
+    eager_s = _best(eager_images, args.repeats)
+    eager_ips = args.images / eager_s
+
+    def eager_text(pad77: bool) -> Callable[[str], object]:
+        def run(q: str) -> object:
+            enc = tokenizer([q], return_tensors="pt", truncation=True,
+                            padding="max_length" if pad77 else True, max_length=77)
+            with torch.no_grad():
+                out = features(base_model.get_text_features(
+                    **{k: v.to(args.device) for k, v in enc.items()}))
+            return out.cpu()
+        return run
+
+    eager_text(False)("warm up")
+    e50, e95 = _latencies(eager_text(False), args.queries)
+    p50_77, p95_77 = _latencies(eager_text(True), max(10, args.queries // 4))
+    print(f"\n{'runtime':<14}{'images/s':>10}{'x eager':>9}{'cos min':>10}"
+          f"{'text p50':>10}{'p95 ms':>8}{'x eager':>9}")
+    print(f"{'eager fp32':<14}{eager_ips:>10.2f}{1.0:>9.2f}{1.0:>10.6f}{e50:>10.2f}{e95:>8.2f}"
+          f"{1.0:>9.2f}")
+    print(f"{'eager pad-77':<14}{'':>10}{'':>9}{'':>10}{p50_77:>10.2f}{p95_77:>8.2f}"
+          f"{e50 / p50_77:>9.2f}")
+
+    cache = Path(tempfile.mkdtemp(prefix="clipsearch-bench-onnx-"))
+    opts = RuntimeOptions(device=args.device, threads=args.threads, model_id="bench-vit-b32",
+                          cache_dir=cache)
+    ref_ids = tokenizer(QUERIES, padding=True, return_tensors="np")
+    with torch.no_grad():
+        ref_txt = features(base_model.get_text_features(
+            input_ids=torch.from_numpy(ref_ids["input_ids"]).to(args.device),
+            attention_mask=torch.from_numpy(ref_ids["attention_mask"]).to(args.device),
+        )).float().cpu().numpy()
+
+    results: dict[str, float] = {}
+    for name in names:
+        try:
+            start = time.perf_counter()
+            rt: Runtime = build_runtime(name, model, opts)
+            build_s = time.perf_counter() - start
+        except ValueError as exc:
+            print(f"{name:<14}skipped: {exc}")
+            continue
+        encoder = ClipEncoder(model_id="bench", tokenizer=tokenizer, spec=spec, runtime=rt,
+                              dim=512, max_text_tokens=77, image_batch=args.images,
+                              text_cache_size=0)
+        got = rt.image(pixels)
+        cos_img = float(np.min(np.sum(_unit(got) * _unit(ref), axis=1)))
+        got_txt = encoder.embed_texts(QUERIES).vectors
+        cos_txt = float(np.min(np.sum(got_txt * _unit(ref_txt), axis=1)))
+        seconds = _best(lambda rt=rt: rt.image(pixels), args.repeats)  # type: ignore[misc]
+        ips = args.images / seconds
+        encoder.embed_texts(["warm up"])
+        t50, t95 = _latencies(lambda q, enc=encoder: enc.embed_texts([q]),  # type: ignore[misc]
+                              args.queries)
+        results[name] = ips
+        print(f"{name:<14}{ips:>10.2f}{ips / eager_ips:>9.2f}{min(cos_img, cos_txt):>10.6f}"
+              f"{t50:>10.2f}{t95:>8.2f}{e50 / t50:>9.2f}   (built in {build_s:.1f} s)")
+
+    if not args.no_auto:
+        candidates = [n for n in names if n not in ("onnx-int8",)]
+        start = time.perf_counter()
+        chosen, trials = select_runtime(model, opts, candidates)
+        took = time.perf_counter() - start
+        print(f"\nauto picks {chosen.name} in {took:.1f} s: " + ", ".join(
+            f"{t.name} {t.seconds * 1000:.0f} ms cos {t.min_cosine:.6f}" for t in trials))
+        if chosen.name in results:
+            print(f"default runtime ({chosen.name}): {results[chosen.name] / eager_ips:.2f}x "
+                  "eager images/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""Feeder throughput, measured in one run against plain baselines.
+
+1. documents/s from precomputed embeddings into the embedded index (``feed --from-embeddings``)
+   vs. one plain ``index.upsert`` of ready-made documents in the same batch size (the floor the
+   engine sets). Target: >= 10k documents/s.
+2. end-to-end images/s with the tiny CLIP (read, decode, preprocess, encode, shard, upsert) for
+   each worker count vs. the bare model loop (decode + preprocess + embed, nothing else).
+
+    .venv/bin/python bench/feed.py [--docs 20000] [--images 200] [--workers 0,1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from clipsearch.documents import DocumentFields, ImageDocument
+from clipsearch.embeddings import l2_normalize
+from clipsearch.index import open_index
+from clipsearch.settings import Settings
+from feeder.commands import FeedRequest, run_feed_async
+from feeder.store import EmbeddingStore
+
+DIM = 512
+
+
+def make_shards(root: Path, n: int, chunk: int = 4096) -> list[ImageDocument]:
+    rng = np.random.default_rng(0)
+    store = EmbeddingStore(root)
+    docs: list[ImageDocument] = []
+    cats = ["airport", "beach", "forest", "harbor", "river"]
+    for start in range(0, n, chunk):
+        size = min(chunk, n - start)
+        vecs = l2_normalize(rng.normal(size=(size, DIM)).astype(np.float32))
+        fields = [DocumentFields(id=f"bench:{i}", dataset="bench", category=cats[i % 5],
+                                 split="train", captions=[f"an aerial photo of a {cats[i % 5]}",
+                                                          f"image number {i}"],
+                                 image_uri=f"/data/{i}.jpg", model_id="bench-model")
+                  for i in range(start, start + size)]
+        store.write(fields, ["h"] * size, vecs)
+        docs += [ImageDocument.model_construct(**dict(f), embedding=v.tolist())
+                 for f, v in zip(fields, vecs, strict=True)]
+    return docs
+
+
+async def plain_upsert(settings: Settings, docs: list[ImageDocument], batch: int) -> float:
+    index = open_index(settings)
+    await index.ensure_ready()
+    t0 = time.perf_counter()
+    for i in range(0, len(docs), batch):
+        await index.upsert(docs[i:i + batch])
+    seconds = time.perf_counter() - t0
+    assert await index.count() == len(docs)
+    await index.close()
+    return seconds
+
+
+async def bench_docs(tmp: Path, n: int, batch: int) -> None:
+    docs = make_shards(tmp / "shards", n)
+    base = Settings(data_dir=tmp / "plain", embedding_dim=DIM)
+    plain_s = await plain_upsert(base, docs, batch)
+    settings = Settings(data_dir=tmp / "feed", embedding_dim=DIM)
+    req = FeedRequest(from_embeddings=tmp / "shards", progress=False, feed_batch_size=batch)
+    t0 = time.perf_counter()
+    report = await run_feed_async(settings, req)
+    feed_s = time.perf_counter() - t0
+    assert report.indexed == n, report.summary()
+    print(f"[docs] {n} documents, upsert batch {batch}")
+    print(f"  plain index.upsert of ready documents : {n / plain_s:10.0f} docs/s")
+    print(f"  feed --from-embeddings (shards->index): {n / feed_s:10.0f} docs/s "
+          f"(ratio to plain {plain_s / feed_s:.2f}; target >= 10000 docs/s)")
+
+
+async def bench_images(tmp: Path, n_images: int, workers: list[int]) -> None:
+    from feeder.prepare import prepare_pixels
+    from feeder.sample import make_sample_dataset
+    from services.encoder.model import ClipEncoder
+    from services.encoder.tiny import build_tiny_clip
+
+    model_dir = build_tiny_clip(tmp / "model")
+    ds = make_sample_dataset(tmp / "images", n_per_category=max(1, n_images // 5),
+                             image_size=256)
+    clip = ClipEncoder.load(str(model_dir), threads=1)
+    settings = Settings(data_dir=tmp / "e2e", model=str(model_dir))
+    files = [str(ds.root / r.file) for r in ds.records]
+    t0 = time.perf_counter()
+    for i in range(0, len(files), 32):
+        pix = [prepare_pixels(f, spec=clip.preprocess_spec, max_bytes=settings.max_image_bytes,
+                              max_pixels=settings.max_image_pixels).payload for f in files[i:i + 32]]
+        clip.embed_pixels(np.stack(pix))  # type: ignore[arg-type]
+    bare = len(files) / (time.perf_counter() - t0)
+    print(f"[images] {len(files)} images of 256 px, tiny CLIP, batch 32")
+    print(f"  bare loop (decode+preprocess+embed)   : {bare:10.1f} images/s")
+    for w in workers:
+        shutil.rmtree(settings.data_dir, ignore_errors=True)
+        req = FeedRequest(source=ds.manifest, progress=False, workers=w)
+        t0 = time.perf_counter()
+        report = await run_feed_async(settings, req, encoder=clip)
+        seconds = time.perf_counter() - t0
+        assert report.indexed == len(files), report.summary()
+        print(f"  feed, workers={w}                       : {len(files) / seconds:10.1f} "
+              f"images/s (ratio to bare {len(files) / seconds / bare:.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--docs", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=2_000)
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--workers", default="0,1,2")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-feed-") as tmp:
+        asyncio.run(bench_docs(Path(tmp), args.docs, args.batch))
+        asyncio.run(bench_images(Path(tmp), args.images,
+                                 [int(w) for w in args.workers.split(",")]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation: IR metrics, zero-shot classification, retrieval per search mode, sweeps, reports."""

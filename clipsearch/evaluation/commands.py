@@ -1,0 +1,79 @@
+"""``clipsearch eval``: measure zero-shot classification and retrieval per search mode."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from clipsearch.evaluation.queries import CaptionRelevance
+from clipsearch.evaluation.sweep import DEFAULT_ALPHAS, DEFAULT_RRF_KS
+from clipsearch.evaluation.zeroshot import DEFAULT_TEMPLATES
+from clipsearch.search import Fusion, HybridParameters
+from clipsearch.settings import Settings
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from clipsearch.evaluation.report import to_markdown, write_report
+    from clipsearch.evaluation.runner import EvalConfig, IndexChoice, run_eval
+
+    settings = Settings()
+    cfg = EvalConfig(
+        source=Path(args.source), format=args.format, dataset=args.dataset,
+        splits=[s for s in args.split.split(",") if s] if args.split else [],
+        models=args.model or [], index=IndexChoice(args.index),
+        templates=args.template or list(DEFAULT_TEMPLATES),
+        hybrid=HybridParameters(fusion=Fusion(args.fusion), alpha=args.alpha, rrf_k=args.rrf_k),
+        caption_relevance=CaptionRelevance(args.caption_relevance),
+        max_caption_queries=args.max_caption_queries, zero_shot=not args.no_zero_shot,
+        sweep=args.sweep, objective=args.objective, candidates=settings.candidates,
+        work_dir=Path(args.work_dir) if args.work_dir else None,
+        sweep_alphas=_floats(args.alphas) if args.alphas else list(DEFAULT_ALPHAS),
+        sweep_rrf_ks=_ints(args.rrf_ks) if args.rrf_ks else list(DEFAULT_RRF_KS))
+    report = run_eval(cfg, settings)
+    written = write_report(report, Path(args.out), stem=args.stem)
+    print(to_markdown(report))
+    print(f"wrote {written.json_path}, {written.markdown_path}, {written.chart_path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "eval", help="evaluate zero-shot classification and lexical/vector/hybrid retrieval",
+        description="Evaluate a dataset split: zero-shot hits@k, and Recall@k / MRR@10 / "
+        "nDCG@10 per search mode for category-name and held-out-caption queries. Writes "
+        "<out>/<stem>.json, .md and .png.")
+    p.add_argument("--source", required=True, help="dataset (manifest, JSON file or folder)")
+    p.add_argument("--format", default="auto",
+                   help="auto|generic|rsicd|ucm|sydney|karpathy|imageclef")
+    p.add_argument("--dataset", default=None, help="dataset name (default: the reader's)")
+    p.add_argument("--split", default="test", help="comma-separated splits; '' for all")
+    p.add_argument("--model", action="append",
+                   help="model id or directory; repeat to compare (default: CLIPSEARCH_MODEL)")
+    p.add_argument("--index", choices=["fresh", "live"], default="fresh",
+                   help="fresh: build an index of the split with one caption per image held "
+                   "out (default); live: search the configured index")
+    p.add_argument("--template", action="append",
+                   help="zero-shot prompt with {category}; repeat (default: aerial prompts)")
+    p.add_argument("--fusion", choices=["rrf", "linear"], default="rrf")
+    p.add_argument("--alpha", type=float, default=0.5, help="linear fusion: vector weight")
+    p.add_argument("--rrf-k", type=int, default=60)
+    p.add_argument("--caption-relevance", choices=["item", "category"], default="item",
+                   help="caption queries: only the captioned image is relevant, or its category")
+    p.add_argument("--max-caption-queries", type=int, default=1000)
+    p.add_argument("--no-zero-shot", action="store_true")
+    p.add_argument("--sweep", action="store_true", help="sweep hybrid α and RRF k")
+    p.add_argument("--alphas", default="", help="sweep α values, comma-separated")
+    p.add_argument("--rrf-ks", default="", help="sweep RRF k values, comma-separated")
+    p.add_argument("--objective", default="ndcg@10", help="metric the sweep maximises")
+    p.add_argument("--out", default="eval-report", help="output folder")
+    p.add_argument("--stem", default="eval", help="output file name stem")
+    p.add_argument("--work-dir", default=None, help="where fresh indexes go (default: temp)")
+    p.set_defaults(func=_run)

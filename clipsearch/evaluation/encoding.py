@@ -1,0 +1,70 @@
+"""Embeddings for evaluation, through the encoder library the feeder and the API use."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from clipsearch.errors import InvalidImage
+from clipsearch.evaluation.data import LabelledImage
+from clipsearch.settings import Settings
+from services.encoder.images import decode_image
+from services.encoder.model import ClipEncoder
+from services.encoder.preprocess import preprocess
+
+
+@dataclass
+class ImageVectors:
+    items: list[LabelledImage]
+    vectors: np.ndarray  # (len(items), dim), unit rows
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+
+
+class EvalEncoder:
+    def __init__(self, encoder: ClipEncoder, settings: Settings) -> None:
+        self.encoder = encoder
+        self._settings = settings
+
+    @classmethod
+    def load(cls, model: str, settings: Settings) -> EvalEncoder:
+        return cls(ClipEncoder.load(model, revision=settings.model_revision,
+                                    device=settings.device, threads=settings.torch_threads),
+                   settings)
+
+    @property
+    def model_id(self) -> str:
+        return self.encoder.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encoder.embed_texts(list(texts)).vectors
+
+    def images(self, items: Sequence[LabelledImage], batch: int = 64) -> ImageVectors:
+        """Embed every image that decodes; the others are skipped with their reason."""
+        kept: list[LabelledImage] = []
+        skipped: list[tuple[str, str]] = []
+        chunks: list[np.ndarray] = []
+        pending: list[np.ndarray] = []
+        spec = self.encoder.preprocess_spec
+        for it in items:
+            try:
+                img = decode_image(it.path.read_bytes(),
+                                   max_bytes=self._settings.max_image_bytes,
+                                   max_pixels=self._settings.max_image_pixels)
+            except (OSError, InvalidImage) as exc:
+                skipped.append((it.id, str(exc)))
+                continue
+            kept.append(it)
+            pending.append(preprocess(img, spec))
+            if len(pending) == batch:
+                chunks.append(self.encoder.embed_pixels(np.stack(pending)).vectors)
+                pending = []
+        if pending:
+            chunks.append(self.encoder.embed_pixels(np.stack(pending)).vectors)
+        vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
+        return ImageVectors(items=kept, vectors=vectors, skipped=skipped)

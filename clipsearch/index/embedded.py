@@ -1,0 +1,250 @@
+"""The embedded index engine: one LanceDB table on local disk behind ``SearchIndex``.
+
+For one machine without Docker (laptop, CI, tests, ``make demo``). Uses LanceDB's async API
+(FTS included), so no call blocks the event loop. Facts this relies on (checked on 0.40):
+
+* Every write (merge_insert, delete) is an atomic commit to a new table version; readers keep
+  serving the version they hold and see new ones on their next call (read consistency
+  interval 0: each call checks for a newer version, ~0.1 ms), also from another process.
+* Rows written after an index was built are still searched, by a flat scan: a document is
+  findable by text and by vector right after ``upsert``. BM25 statistics (N, average length,
+  document frequencies) are only exact after ``flush()``, which runs ``optimize()`` (compaction,
+  new rows folded into the scalar and vector indexes) and rebuilds the FTS index.
+* The ANN index (IVF_HNSW_SQ, cosine) is built in ``flush()`` once the table holds
+  ``vector_index_min_rows`` rows; below that vector search is an exact flat scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import lancedb
+from lancedb.index import FTS, Bitmap, BTree, IvfHnswSq
+from lancedb.table import AsyncTable
+
+from clipsearch.documents import ImageDocument
+from clipsearch.errors import BackendError, BackendUnavailable
+from clipsearch.index.embedded_filters import filters_sql, in_list
+from clipsearch.index.embedded_schema import (
+    CAPTION_TEXT,
+    EMBEDDING,
+    FIELD_COLUMNS,
+    ID,
+    LABEL_COLUMNS,
+    dedupe_last,
+    document_from_row,
+    schema_dim,
+    table_schema,
+    to_arrow,
+)
+from clipsearch.index.embedded_search import EngineOptions, run_search
+from clipsearch.search import Filters, SearchPlan, SearchResult
+from clipsearch.settings import Settings
+
+# English stemming, stop words kept, lower-cased: the same linguistics as the Vespa schema.
+FTS_CONFIG = FTS(stem=True, remove_stop_words=False, lower_case=True, language="English")
+WRITE_BATCH = 2_000
+ID_CHUNK = 1_000
+
+
+def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+class EmbeddedIndex:
+    """``SearchIndex`` on a LanceDB table under ``path`` (created on first use)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        table: str = "images",
+        dim: int = 512,
+        hnsw_ef: int = 300,
+        vector_index_min_rows: int = 50_000,
+        write_batch: int = WRITE_BATCH,
+    ) -> None:
+        self._path = Path(path)
+        self._table_name = table
+        self._dim = dim
+        self._options = EngineOptions(dim=dim, hnsw_ef=hnsw_ef)
+        self._vector_index_min_rows = vector_index_min_rows
+        self._write_batch = max(1, write_batch)
+        self._conn: lancedb.AsyncConnection | None = None
+        self._table: AsyncTable | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EmbeddedIndex:
+        return cls(
+            settings.index_dir,
+            table=settings.table,
+            dim=settings.embedding_dim,
+            hnsw_ef=settings.hnsw_ef,
+            vector_index_min_rows=settings.vector_index_min_rows,
+        )
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def _open(self) -> AsyncTable:
+        if self._table is not None:
+            return self._table
+        try:
+            self._path.mkdir(parents=True, exist_ok=True)
+            conn = await lancedb.connect_async(
+                str(self._path), read_consistency_interval=timedelta(0)
+            )
+            table = await self._open_or_create(conn)
+            stored_dim = schema_dim(await table.schema())
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"embedded index at {self._path} cannot be opened: {exc}",
+                reason="index_unavailable",
+            ) from exc
+        if stored_dim != self._dim:
+            table.close()
+            raise BackendError(
+                f"the index at {self._path} stores {stored_dim}-d embeddings but "
+                f"{self._dim}-d are configured (CLIPSEARCH_EMBEDDING_DIM); re-index or use the "
+                "matching model",
+                reason="dimension_mismatch",
+            )
+        await self._ensure_indexes(table)
+        self._conn, self._table = conn, table
+        return table
+
+    async def _open_or_create(self, conn: lancedb.AsyncConnection) -> AsyncTable:
+        try:
+            return await conn.open_table(self._table_name)
+        except ValueError:  # LanceDB's "table not found"; a racing creator is fine too
+            return await conn.create_table(
+                self._table_name, schema=table_schema(self._dim), exist_ok=True
+            )
+
+    async def _ensure_indexes(self, table: AsyncTable) -> None:
+        """FTS on the caption text, btree on id, bitmaps on the labels (cheap when empty)."""
+        present = {tuple(ix.columns) for ix in await table.list_indices()}
+        if (CAPTION_TEXT,) not in present:
+            await table.create_index(CAPTION_TEXT, config=FTS_CONFIG)
+        if (ID,) not in present:
+            await table.create_index(ID, config=BTree())
+        for column in LABEL_COLUMNS:
+            if (column,) not in present:
+                await table.create_index(column, config=Bitmap())
+
+    async def has_vector_index(self) -> bool:
+        """Whether the ANN index exists (built by ``flush`` once the table is large enough)."""
+        table = await self._open()
+        return any(tuple(ix.columns) == (EMBEDDING,) for ix in await table.list_indices())
+
+    async def ensure_ready(self) -> None:
+        await self._open()
+
+    async def ping(self) -> None:
+        try:
+            table = await self._open()
+            await table.count_rows()
+        except BackendUnavailable:
+            raise
+        except (OSError, RuntimeError) as exc:
+            raise BackendUnavailable(
+                f"embedded index at {self._path} does not answer: {exc}",
+                reason="index_unavailable",
+            ) from exc
+
+    async def close(self) -> None:
+        if self._table is not None:
+            self._table.close()
+        if self._conn is not None:
+            self._conn.close()
+        self._table, self._conn = None, None
+
+    # --- writes ----------------------------------------------------------------------
+
+    async def upsert(self, docs: Sequence[ImageDocument]) -> int:
+        unique = dedupe_last(docs)
+        if not unique:
+            return 0
+        batches = [
+            to_arrow(unique[i : i + self._write_batch], self._dim)
+            for i in range(0, len(unique), self._write_batch)
+        ]  # all converted (and dimension-checked) before the first write
+        table = await self._open()
+        for batch in batches:
+            await (
+                table.merge_insert(ID)
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(batch)
+            )
+        return len(unique)
+
+    async def delete(self, ids: Sequence[str]) -> int:
+        existing = await self.existing_ids(ids)
+        if not existing:
+            return 0
+        table = await self._open()
+        for chunk in _chunks(sorted(existing), ID_CHUNK):
+            await table.delete(in_list(ID, chunk))
+        return len(existing)
+
+    async def flush(self) -> None:
+        """Compact, refresh the indexes, build the ANN index once the table is large enough.
+
+        ``optimize()`` folds new rows into the scalar and vector indexes, but an FTS index
+        keeps counting rows deleted or replaced after it was built in its BM25 statistics
+        (measured on LanceDB 0.40), so the FTS index is rebuilt here: it is cheap (~0.5 s for
+        50k documents of 50 tokens) next to the ANN index, which is only updated.
+        """
+        table = await self._open()
+        await table.optimize()
+        await table.create_index(CAPTION_TEXT, config=FTS_CONFIG, replace=True)
+        await self._ensure_indexes(table)
+        if (
+            not await self.has_vector_index()
+            and await table.count_rows() >= self._vector_index_min_rows
+        ):
+            await table.create_index(EMBEDDING, config=IvfHnswSq(distance_type="cosine"))
+
+    # --- reads -----------------------------------------------------------------------
+
+    async def get(self, doc_id: str) -> ImageDocument | None:
+        table = await self._open()
+        rows = await (
+            table.query()
+            .where(in_list(ID, [doc_id]))
+            .select([*FIELD_COLUMNS, EMBEDDING])
+            .limit(1)
+            .to_list()
+        )
+        return document_from_row(rows[0]) if rows else None
+
+    async def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return set()
+        table = await self._open()
+        found: set[str] = set()
+        for chunk in _chunks(wanted, ID_CHUNK):
+            rows = await (
+                table.query().where(in_list(ID, chunk)).select([ID]).limit(len(chunk)).to_arrow()
+            )
+            found.update(rows.column(ID).to_pylist())
+        return found
+
+    async def count(self, filters: Filters | None = None) -> int:
+        table = await self._open()
+        return await table.count_rows(filters_sql(filters))
+
+    async def search(self, plan: SearchPlan) -> SearchResult:
+        table = await self._open()
+        return await run_search(table, plan, self._options)

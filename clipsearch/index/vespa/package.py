@@ -1,0 +1,170 @@
+"""The Vespa application package, generated from pyvespa objects.
+
+``vespa-app/`` is this module's output, checked in; ``clipsearch vespa package --check``
+(and a test) fail when the two differ. The ranking defined here is the Vespa side of
+``clipsearch.fusion``:
+
+* ``lexical``: ``bm25(caption)`` over the joined captions (``index: enable-bm25``).
+* ``vector``: ``closeness(field, embedding)`` (prenormalized-angular, HNSW).
+* ``hybrid``: first phase ``closeness + bm25 / (bm25 + 10)`` so that a hit of either leg scores
+  above 0 and lexical-only matches (closeness is still computed for them, see below) stay
+  in the rerank window; ``global-phase`` computes
+  ``reciprocal_rank(lexical_score, 60) + reciprocal_rank(vector_score, 60)`` over
+  ``rerank-count`` hits (the client raises it per query to the sum of both legs' candidates
+  with ``ranking.globalPhase.rerankCount``).
+* ``hybrid-linear``: same first phase; global phase
+  ``query(alpha) * normalize_linear(vector_score) + (1 - query(alpha)) *
+  normalize_linear(lexical_score)``.
+
+Differences from the formula in ``clipsearch.fusion`` that cannot be removed in the schema
+(found in vespa-engine/documentation ``en/ranking/phased-ranking.html`` and the Vespa
+sources):
+
+1. Ties: Vespa's ``reciprocal_rank`` sorts the window and gives ORDINAL ranks (rank = 1 +
+   position after a stable sort, ``ReciprocalRankNormalizer``), so equal scores get
+   different ranks in first-phase order; ``clipsearch.fusion`` uses competition ranks (ties
+   share a rank). The difference matters mostly for the many lexical scores of 0 of
+   vector-only hits. The client re-fuses the returned window with ``clipsearch.fusion`` when
+   exact agreement is asked for (``client_fusion=True``) or when ``rrf_k`` is not 60.
+2. ``k`` of ``reciprocal_rank`` must be a numerical constant in the schema: there is no
+   ``query(rrf_k)``. The ``hybrid`` profile compiles in 60; another ``rrf_k`` is fused by the
+   client from the window's match-features (same formula, same window).
+3. The window: the embedded engine fuses the union of each leg's top ``candidates``; Vespa
+   fuses the top ``rerankCount`` hits by the first phase among everything matched by
+   ``userQuery() or nearestNeighbor``. weakAnd exposes at least its targetHits, HNSW about
+   ``targetHits`` per content node, so with rerankCount = 2 x candidates the windows hold
+   the same documents unless many weak lexical matches crowd the first phase.
+4. closeness for hits matched only by ``userQuery()``: Vespa 8 computes the distance from
+   the attribute for every ranked hit when the query has a nearestNeighbor on the field
+   (``ConvertRawscoreToDistance`` in searchlib ``distancefeature.cpp``), so the vector leg
+   is exact for those hits too, as in the embedded engine. (The docs' note that closeness is
+   "calculated only based on the vectors matched with nearestNeighbor" concerns multi-vector
+   fields.) Without a nearestNeighbor (mode ``lexical``) closeness is 0 and the client
+   reports the vector leg as absent.
+5. Linguistics: Vespa's English stemmer (OpenNLP/kstem) is not LanceDB's Snowball stemmer;
+   both lower-case and keep stop words, but a few words stem differently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vespa.package import (
+    HNSW,
+    ApplicationPackage,
+    Document,
+    Field,
+    FieldSet,
+    FirstPhaseRanking,
+    Function,
+    GlobalPhaseRanking,
+    RankProfile,
+    Schema,
+)
+
+from clipsearch.index.vespa import schema_names as n
+
+DEFAULT_RERANK_COUNT = 200
+FIRST_PHASE_HYBRID = (
+    f"closeness(field, {n.F_EMBEDDING}) + bm25({n.F_CAPTION}) / (bm25({n.F_CAPTION}) + 10)"
+)
+
+
+def _fields(dim: int) -> list[Field]:
+    return [
+        Field(n.F_ID, "string", indexing=["attribute", "summary"],
+              attribute=["fast-search"], match=["cased"]),
+        Field(n.F_CAPTION, "string", indexing=["index", "summary"], index="enable-bm25"),
+        Field(n.F_CAPTIONS, "array<string>", indexing=["summary"]),
+        *[
+            Field(name, "string", indexing=["attribute", "summary"],
+                  attribute=["fast-search"], match=["cased"])
+            for name in n.FILTER_FIELDS
+        ],
+        Field(n.F_IMAGE_URI, "string", indexing=["summary"]),
+        Field(n.F_MODEL_ID, "string", indexing=["attribute", "summary"]),
+        Field(n.F_EMBEDDING, f"tensor<float>(x[{dim}])", indexing=["attribute", "index"],
+              ann=HNSW(distance_metric="prenormalized-angular", max_links_per_node=16,
+                       neighbors_to_explore_at_insert=200)),
+    ]
+
+
+def _functions() -> list[Function]:
+    return [
+        Function(n.FN_LEXICAL, f"bm25({n.F_CAPTION})"),
+        Function(n.FN_VECTOR, f"closeness(field, {n.F_EMBEDDING})"),
+    ]
+
+
+def _inputs(dim: int) -> list[tuple[str, str, str] | tuple[str, str]]:
+    return [(n.INPUT_Q, f"tensor<float>(x[{dim}])"), (n.INPUT_ALPHA, "double", "0.5")]
+
+
+def _profile(name: str, dim: int, first: str, global_phase: str | None) -> RankProfile:
+    return RankProfile(
+        name,
+        inputs=_inputs(dim),
+        functions=_functions(),
+        first_phase=FirstPhaseRanking(first),
+        global_phase=(GlobalPhaseRanking(global_phase, rerank_count=DEFAULT_RERANK_COUNT)
+                      if global_phase else None),
+        match_features=[n.FN_LEXICAL, n.FN_VECTOR],
+    )
+
+
+def rank_profiles(dim: int) -> list[RankProfile]:
+    rrf = (f"reciprocal_rank({n.FN_LEXICAL}, {n.RRF_K}) + "
+           f"reciprocal_rank({n.FN_VECTOR}, {n.RRF_K})")
+    linear = (f"{n.INPUT_ALPHA} * normalize_linear({n.FN_VECTOR}) + "
+              f"(1 - {n.INPUT_ALPHA}) * normalize_linear({n.FN_LEXICAL})")
+    return [
+        _profile(n.PROFILE_LEXICAL, dim, n.FN_LEXICAL, None),
+        _profile(n.PROFILE_VECTOR, dim, n.FN_VECTOR, None),
+        _profile(n.PROFILE_HYBRID, dim, FIRST_PHASE_HYBRID, rrf),
+        _profile(n.PROFILE_HYBRID_LINEAR, dim, FIRST_PHASE_HYBRID, linear),
+    ]
+
+
+def application_package(dim: int = 512) -> ApplicationPackage:
+    """The whole application: one schema ``image``; services.xml from pyvespa's defaults
+    (a container with search + document-api, one content cluster)."""
+    schema = Schema(
+        n.SCHEMA,
+        document=Document(fields=_fields(dim)),
+        fieldsets=[FieldSet("default", [n.F_CAPTION])],
+        rank_profiles=rank_profiles(dim),
+    )
+    return ApplicationPackage(name=n.APP_NAME, schema=[schema],
+                              create_query_profile_by_default=False)
+
+
+def render(dim: int = 512) -> dict[str, str]:
+    """Relative path -> file text, exactly what is checked in under ``vespa-app/``."""
+    app = application_package(dim)
+    files = {"services.xml": app.services_to_text}
+    for schema in app.schemas:
+        files[f"schemas/{schema.name}.sd"] = schema.schema_to_text
+    return {path: text if text.endswith("\n") else text + "\n" for path, text in files.items()}
+
+
+def write(target: Path, dim: int = 512) -> list[Path]:
+    """Write the package to ``target``; returns the files written."""
+    written = []
+    for rel, text in render(dim).items():
+        path = target / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def differences(target: Path, dim: int = 512) -> list[str]:
+    """Files under ``target`` that are missing or differ from the generator's output."""
+    out = []
+    for rel, text in render(dim).items():
+        path = target / rel
+        if not path.is_file():
+            out.append(f"{rel}: missing")
+        elif path.read_text(encoding="utf-8") != text:
+            out.append(f"{rel}: differs from the generator's output")
+    return out

@@ -1,0 +1,1 @@
+"""Contrastive fine-tuning of CLIP checkpoints and the reproducible demo model."""

@@ -1,0 +1,296 @@
+"""Contrastive fine-tuning of a CLIP checkpoint on a dataset's train split.
+
+Plain torch: ``CLIPModel`` from any model id or directory, symmetric InfoNCE over a batch of
+(augmented image, random caption) pairs scaled by the model's own ``logit_scale`` (clamped at
+100 as CLIP does), AdamW with linear warm-up and cosine decay. After every epoch the validation
+split is scored (text -> image MRR over the validation images, one query per caption); the best
+epoch is saved with ``save_pretrained`` (model, tokenizer, image processor) plus a model card
+and ``training_metrics.json``, so the result loads wherever a model id is accepted. Training
+stops early after ``patience`` epochs without a better validation MRR.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
+from clipsearch.errors import InvalidRequest
+from clipsearch.evaluation.data import LabelledImage
+from clipsearch.training.augment import AugmentConfig, augment
+from clipsearch.training.card import write_model_card
+from services.encoder.preprocess import PreprocessSpec, preprocess
+from services.encoder.runtimes.torch_runtime import features
+
+log = logging.getLogger(__name__)
+MAX_LOGIT_SCALE = math.log(100.0)
+
+
+class FinetuneConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="model id or directory to start from")
+    out_dir: Path
+    epochs: int = Field(10, ge=1, le=1000)
+    batch_size: int = Field(64, ge=2, le=4096)
+    lr: float = Field(5e-6, gt=0, le=1.0)
+    weight_decay: float = Field(0.1, ge=0)
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    patience: int = Field(3, ge=1, description="epochs without a better val MRR before stopping")
+    seed: int = 0
+    threads: int = Field(2, ge=1, le=256)
+    max_caption_tokens: int = Field(77, ge=4, le=77)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    learn_logit_scale: bool = True
+    data_description: str = ""
+
+
+class EpochMetrics(BaseModel):
+    epoch: int
+    train_loss: float | None = None
+    val_mrr: float
+    val_recall_at_1: float
+    seconds: float = 0.0
+
+
+class FinetuneResult(BaseModel):
+    out_dir: Path
+    base_model: str
+    best_epoch: int
+    best_val_mrr: float
+    untrained_val_mrr: float
+    epochs: list[EpochMetrics]
+    stopped_early: bool
+    train_images: int
+    val_images: int
+    seconds: float
+
+
+class _Pixels:
+    """Decoded training images kept in memory (small sets) and turned into pixel batches."""
+
+    def __init__(self, items: Sequence[LabelledImage], spec: PreprocessSpec) -> None:
+        self._images = [_open_rgb(it.path) for it in items]
+        self._spec = spec
+
+    def batch(self, idx: Sequence[int], rng: np.random.Generator | None,
+              cfg: AugmentConfig) -> torch.Tensor:
+        out_hw = self._spec.output_size
+        arrays = []
+        for i in idx:
+            img = self._images[i]
+            if rng is not None:
+                img = augment(img, rng, cfg, out_hw)
+            arrays.append(preprocess(img, self._spec))
+        return torch.from_numpy(np.stack(arrays))
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as img:
+        img.load()
+        return img.convert("RGB")
+
+
+def _with_captions(items: Sequence[LabelledImage]) -> list[LabelledImage]:
+    return [it for it in items if it.captions]
+
+
+def contrastive_loss(text: torch.Tensor, image: torch.Tensor,
+                     logit_scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE: pair i is the positive of row and column i."""
+    text = F.normalize(text, dim=-1)
+    image = F.normalize(image, dim=-1)
+    logits = logit_scale.clamp(max=MAX_LOGIT_SCALE).exp() * text @ image.T
+    target = torch.arange(logits.shape[0])
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+class _Trainer:
+    def __init__(self, cfg: FinetuneConfig, train: list[LabelledImage],
+                 val: list[LabelledImage]) -> None:
+        self.cfg = cfg
+        self.model = CLIPModel.from_pretrained(cfg.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        self.processor = AutoImageProcessor.from_pretrained(cfg.model)
+        self.spec = PreprocessSpec.from_processor_config(self.processor.to_dict())
+        self.train, self.val = train, val
+        self.train_px = _Pixels(train, self.spec)
+        self.val_px = _Pixels(val, self.spec)
+        if not cfg.learn_logit_scale:
+            self.model.logit_scale.requires_grad_(False)
+
+    def tokens(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True,
+                             max_length=self.cfg.max_caption_tokens, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def text_features(self, texts: Sequence[str]) -> torch.Tensor:
+        return features(self.model.get_text_features(**self.tokens(texts)))
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return features(self.model.get_image_features(pixel_values=pixels))
+
+    @torch.inference_mode()
+    def validate(self, batch: int = 128) -> tuple[float, float]:
+        """Text -> image MRR and recall@1 over the validation images (every caption a query)."""
+        self.model.eval()
+        idx = list(range(len(self.val)))
+        img = torch.cat([F.normalize(self.image_features(self.val_px.batch(idx[i:i + batch],
+                                                                          None, self.cfg.augment)),
+                                     dim=-1) for i in range(0, len(idx), batch)])
+        queries = [(c, n) for n, it in enumerate(self.val) for c in it.captions]
+        ranks: list[np.ndarray] = []
+        for i in range(0, len(queries), batch):
+            chunk = queries[i:i + batch]
+            txt = F.normalize(self.text_features([q for q, _ in chunk]), dim=-1)
+            sims = (txt @ img.T).numpy()
+            truth = np.array([n for _, n in chunk])
+            true_sim = sims[np.arange(len(chunk)), truth]
+            ranks.append(np.sum(sims >= true_sim[:, None], axis=1))  # ties count against
+        all_ranks = np.concatenate(ranks)
+        return float(np.mean(1.0 / all_ranks)), float(np.mean(all_ranks == 1))
+
+    def fit(self, on_epoch: Callable[[EpochMetrics], None] | None = None) -> FinetuneResult:
+        cfg = self.cfg
+        started = time.perf_counter()
+        rng = np.random.default_rng(cfg.seed)
+        caption_rng = random.Random(cfg.seed)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        batch = min(cfg.batch_size, len(self.train))
+        steps_per_epoch = max(1, len(self.train) // batch)
+        total = steps_per_epoch * cfg.epochs
+        warmup = int(total * cfg.warmup_fraction)
+
+        def lr_at(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+        mrr0, r1_0 = self.validate()
+        history = [EpochMetrics(epoch=0, val_mrr=mrr0, val_recall_at_1=r1_0)]
+        log.info("epoch 0 (untrained): val MRR %.4f R@1 %.4f", mrr0, r1_0)
+        if on_epoch:
+            on_epoch(history[0])
+        best, best_epoch, stale, stopped = mrr0, 0, 0, False
+        staging = Path(tempfile.mkdtemp(prefix=f".{cfg.out_dir.name}.tmp-",
+                                        dir=cfg.out_dir.parent))
+        try:
+            self._save(staging)  # the untrained model is the best until an epoch beats it
+            for epoch in range(1, cfg.epochs + 1):
+                t0 = time.perf_counter()
+                self.model.train()
+                order = rng.permutation(len(self.train))
+                losses = []
+                for s in range(steps_per_epoch):
+                    idx = [int(i) for i in order[s * batch:(s + 1) * batch]]
+                    texts = [caption_rng.choice(self.train[i].captions) for i in idx]
+                    pixels = self.train_px.batch(idx, rng, cfg.augment)
+                    loss = contrastive_loss(self.text_features(texts),
+                                            self.image_features(pixels),
+                                            self.model.logit_scale)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    opt.step()
+                    sched.step()
+                    losses.append(float(loss.detach()))
+                mrr, r1 = self.validate()
+                m = EpochMetrics(epoch=epoch, train_loss=float(np.mean(losses)), val_mrr=mrr,
+                                 val_recall_at_1=r1, seconds=time.perf_counter() - t0)
+                history.append(m)
+                log.info("epoch %d: loss %.4f val MRR %.4f R@1 %.4f (%.1fs)", epoch,
+                         m.train_loss, mrr, r1, m.seconds)
+                if on_epoch:
+                    on_epoch(m)
+                if mrr > best:
+                    best, best_epoch, stale = mrr, epoch, 0
+                    self._save(staging)
+                else:
+                    stale += 1
+                    if stale >= cfg.patience:
+                        stopped = epoch < cfg.epochs
+                        break
+            result = FinetuneResult(
+                out_dir=cfg.out_dir, base_model=cfg.model, best_epoch=best_epoch,
+                best_val_mrr=best, untrained_val_mrr=mrr0, epochs=history,
+                stopped_early=stopped, train_images=len(self.train),
+                val_images=len(self.val), seconds=time.perf_counter() - started)
+            (staging / "training_metrics.json").write_text(result.model_dump_json(indent=2))
+            write_model_card(staging / "README.md", cfg, result)
+            if cfg.out_dir.exists():
+                shutil.rmtree(cfg.out_dir)
+            os.rename(staging, cfg.out_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return result
+
+    def _save(self, path: Path) -> None:
+        for f in path.iterdir():
+            if f.is_file():
+                f.unlink()
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        self.processor.save_pretrained(path)
+
+
+def split_train_val(items: Sequence[LabelledImage], *, val_fraction: float = 0.1,
+                    seed: int = 0) -> tuple[list[LabelledImage], list[LabelledImage]]:
+    """The dataset's own train / val splits; when it has no val split, a seeded holdout."""
+    usable = _with_captions(items)
+    train = [it for it in usable if it.split == "train"]
+    val = [it for it in usable if it.split in ("val", "validation", "valid")]
+    if not train:
+        train = [it for it in usable if it.split not in ("test", "val", "validation", "valid")]
+    if not val:
+        shuffled = list(train)
+        random.Random(seed).shuffle(shuffled)
+        n_val = max(2, round(len(shuffled) * val_fraction))
+        val, train = shuffled[:n_val], shuffled[n_val:]
+    if len(train) < 2 or len(val) < 2:
+        raise InvalidRequest(f"too few captioned images to fine-tune: {len(train)} train, "
+                             f"{len(val)} validation (need at least 2 of each)")
+    return train, val
+
+
+def finetune(cfg: FinetuneConfig, train: Sequence[LabelledImage], val: Sequence[LabelledImage],
+             on_epoch: Callable[[EpochMetrics], None] | None = None) -> FinetuneResult:
+    """Fine-tune ``cfg.model`` on ``train``, select on ``val``, save the best to ``out_dir``."""
+    train_l, val_l = _with_captions(train), _with_captions(val)
+    if len(train_l) < 2 or len(val_l) < 2:
+        raise InvalidRequest("fine-tuning needs at least 2 captioned train and val images")
+    cfg.out_dir.parent.mkdir(parents=True, exist_ok=True)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            return _Trainer(cfg, train_l, val_l).fit(on_epoch)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def load_metrics(model_dir: Path) -> FinetuneResult | None:
+    path = Path(model_dir) / "training_metrics.json"
+    if not path.is_file():
+        return None
+    return FinetuneResult.model_validate(json.loads(path.read_text()))

@@ -1,0 +1,290 @@
+"""The feed: plan -> reuse or encode (workers + batches) -> shard -> index, resumably.
+
+Order of durability: an image's embedding is written to a shard before its document is sent to
+the index, and a document is entered in the ledger only after the index acknowledged it. A
+rerun therefore encodes only what no shard holds (same id, bytes and model) and feeds only what
+the index lacks or holds in another version, whatever moment the previous run was killed at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from tqdm import tqdm
+
+from clipsearch.documents import DocumentFields
+from clipsearch.embeddings import Embeddings
+from clipsearch.errors import BackendUnavailable, ClipsearchError, InvalidImage, InvalidRequest
+from clipsearch.index.base import SearchIndex
+from clipsearch.settings import Settings
+from feeder.deadletter import DeadLetters
+from feeder.docs import make_documents
+from feeder.encoders import FeedEncoder
+from feeder.ledger import Ledger, fingerprint, ledger_path
+from feeder.plan import Planned, Planner, select
+from feeder.prepare import Prepared, bounded_map
+from feeder.readers import read_source
+from feeder.records import Reason, Rejection
+from feeder.report import FeedReport
+from feeder.request import FeedRequest
+from feeder.store import EmbeddingStore, StoredEntry, StoredRow
+from feeder.writer import IndexWriter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+EXISTS_CHUNK = 1000
+REUSE_CHUNK = 4096
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def default_dead_letter(settings: Settings) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return settings.data_dir / "feeder" / f"dead-letter-{stamp}.jsonl"
+
+
+def check_dim(model_dim: int, index: SearchIndex, what: str) -> None:
+    if model_dim != index.dim:
+        raise InvalidRequest(
+            f"{what} makes {model_dim}-d embeddings but the index stores {index.dim}-d ones; "
+            "set CLIPSEARCH_EMBEDDING_DIM (and use a fresh index) to change it",
+            reason="vector_dimension")
+
+
+async def present_ids(index: SearchIndex, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in chunks(ids, EXISTS_CHUNK):
+        found |= await index.existing_ids(chunk)
+    return found
+
+
+class FeedRun:
+    """One run of the feeder; ``run_*`` return the report."""
+
+    def __init__(self, settings: Settings, request: FeedRequest, index: SearchIndex) -> None:
+        self.settings = settings
+        self.request = request
+        self.index = index
+        self.dead = DeadLetters(request.dead_letter or default_dead_letter(settings))
+        self.ledger = Ledger(ledger_path(settings))
+        self.report = FeedReport(source=str(request.source or request.from_embeddings),
+                                 dead_letter=self.dead.path)
+        self.bar = tqdm(total=0, unit="img", disable=not request.progress, dynamic_ncols=True,
+                        desc="feed")
+        self.writer = IndexWriter(
+            index, self.ledger, self.dead, batch_size=request.feed_batch_size,
+            retries=request.retries, retry_base_s=request.retry_base_s,
+            max_failed_batches=request.max_failed_batches, on_done=self.bar.update)
+        self._t0 = time.perf_counter()
+
+    # --- shared ---------------------------------------------------------------------------
+    def _skip(self, rejection: Rejection) -> None:
+        self.dead.add(rejection)
+        self.bar.update(1)
+
+    async def _feed_docs(self, fields: Sequence[DocumentFields], hashes: Sequence[str],
+                         vectors: np.ndarray) -> None:
+        for f, chash, doc in zip(fields, hashes, make_documents(fields, vectors), strict=True):
+            if doc is None:
+                self._skip(Rejection(id=f.id, file=f.image_uri, reason=Reason.encoder_error,
+                                     detail="embedding is not a finite unit vector"))
+            else:
+                await self.writer.add(doc, fingerprint(f, chash))
+
+    async def _finish(self, model_id: str) -> FeedReport:
+        await self.writer.flush()
+        if self.writer.indexed:
+            await self.index.flush()
+        self.bar.close()
+        self.dead.close()
+        r = self.report
+        r.model_id = model_id
+        r.indexed = self.writer.indexed
+        r.skipped = self.dead.skipped_total
+        r.skipped_by_reason = dict(self.dead.skipped)
+        r.repaired_by_reason = dict(self.dead.repaired)
+        r.aborted = self.writer.aborted
+        r.seconds = time.perf_counter() - self._t0
+        return r
+
+    # --- from a dataset ---------------------------------------------------------------------
+    async def run_source(self, encoder: FeedEncoder) -> FeedReport:
+        req = self.request
+        assert req.source is not None
+        check_dim(encoder.dim, self.index, f"model {encoder.model_id!r}")
+        store = EmbeddingStore(req.shard_dir(self.settings))
+        self.report.embeddings_dir = store.root
+        planner = Planner(self.dead, encoder.model_id)
+        items = select(read_source(req.source, req.format, dataset=req.dataset,
+                                   images=req.images_dir, classes=req.classes_dir),
+                       split=req.split, limit=req.limit)
+        planned = list(planner.plan(items))
+        self.report.read = planner.read
+        self.bar.total = planner.read
+        self.bar.update(planner.read - len(planned))  # rows skipped while planning
+
+        catalog = {} if req.reencode else store.catalog()
+        reuse: dict[str, StoredEntry] = {}
+        to_encode: list[Planned] = []
+        for p in planned:
+            entry = catalog.get(p.id)
+            if entry and entry.content_hash == p.content_hash and entry.model_id == (
+                    encoder.model_id):
+                reuse[p.id] = entry
+            else:
+                to_encode.append(p)
+        await self._feed_reused([p for p in planned if p.id in reuse], reuse, store)
+        await self._encode_and_feed(to_encode, encoder, store)
+        return await self._finish(encoder.model_id)
+
+    async def _feed_reused(self, planned: list[Planned], entries: dict[str, StoredEntry],
+                           store: EmbeddingStore) -> None:
+        fed = self.ledger.load()
+        present = await present_ids(self.index, [p.id for p in planned])
+        todo = []
+        for p in planned:
+            if p.id in present and fed.get(p.id) == fingerprint(p.fields, p.content_hash):
+                self.report.already_indexed += 1
+            else:
+                todo.append(p)
+        self.bar.update(self.report.already_indexed)
+        self.report.reused_embeddings = len(todo)
+        for chunk in chunks(todo, REUSE_CHUNK):
+            vectors = store.vectors({p.id: entries[p.id] for p in chunk})
+            await self._feed_docs([p.fields for p in chunk], [p.content_hash for p in chunk],
+                                  np.stack([vectors[p.id] for p in chunk]))
+
+    async def _encode_and_feed(self, todo: list[Planned], encoder: FeedEncoder,
+                               store: EmbeddingStore) -> None:
+        req = self.request
+        prepared = bounded_map(encoder.preparer(), [str(p.file) for p in todo],
+                               workers=req.workers, window=max(2 * req.batch_size, 4))
+        buffer: list[tuple[Planned, np.ndarray]] = []
+        last_shard = time.monotonic()
+        for batch in chunks(zip(todo, prepared, strict=True), req.batch_size):
+            buffer += await self._encode_batch(batch, encoder)
+            if len(buffer) >= req.shard_docs or time.monotonic() - last_shard > (
+                    req.shard_seconds):
+                await self._shard_and_feed(buffer, store)
+                buffer, last_shard = [], time.monotonic()
+        if buffer:
+            await self._shard_and_feed(buffer, store)
+
+    async def _encode_batch(self, batch: list[tuple[Planned, Prepared]],
+                            encoder: FeedEncoder) -> list[tuple[Planned, np.ndarray]]:
+        good: list[tuple[Planned, Prepared]] = []
+        for p, prep in batch:
+            if prep.reason is not None:
+                self._skip(Rejection(id=p.id, file=str(p.file), reason=prep.reason,
+                                     detail=prep.detail))
+            else:
+                good.append((p, prep))
+        if not good:
+            return []
+        try:
+            emb = await self._encode_retrying(encoder, [prep.payload for _, prep in good])
+            return [(p, emb.vectors[i]) for i, (p, _) in enumerate(good)]
+        except InvalidImage:
+            pass  # some image in the batch is refused: find it, keep the others
+        out: list[tuple[Planned, np.ndarray]] = []
+        for p, prep in good:
+            try:
+                emb = await self._encode_retrying(encoder, [prep.payload])
+                out.append((p, emb.vectors[0]))
+            except InvalidImage as exc:
+                self._skip(Rejection(id=p.id, file=str(p.file), reason=Reason.invalid_image,
+                                     detail=exc.message))
+        return out
+
+    async def _encode_retrying(self, encoder: FeedEncoder, payloads: list[Any]) -> Embeddings:
+        """An unreachable encoder is retried with backoff; then the run stops (a rerun
+        resumes from the shards already written)."""
+        req = self.request
+        for attempt in range(req.retries + 1):
+            try:
+                return await encoder.encode(payloads)
+            except BackendUnavailable as exc:
+                if attempt == req.retries:
+                    raise
+                delay = req.retry_base_s * 2**attempt
+                log.warning("encoder unavailable (%s); retry in %.1f s", exc.message, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _shard_and_feed(self, buffer: list[tuple[Planned, np.ndarray]],
+                              store: EmbeddingStore) -> None:
+        fields = [p.fields for p, _ in buffer]
+        hashes = [p.content_hash for p, _ in buffer]
+        vectors = np.stack([v for _, v in buffer]).astype(np.float32)
+        store.write(fields, hashes, vectors)
+        self.report.encoded += len(buffer)
+        await self._feed_docs(fields, hashes, vectors)
+
+    # --- from precomputed shards ------------------------------------------------------------
+    async def run_shards(self) -> FeedReport:
+        req = self.request
+        assert req.from_embeddings is not None
+        store = EmbeddingStore(req.from_embeddings)
+        if not store.shards():
+            raise InvalidRequest(f"no embedding shards (shard-*.parquet) in {store.root}",
+                                 reason="no_shards")
+        self.report.embeddings_dir = store.root
+        models = {e.model_id for e in store.catalog().values()}
+        model_id = req.model_id or (next(iter(models)) if len(models) == 1 else None)
+        if model_id is None:
+            raise InvalidRequest(f"{store.root} holds embeddings of several models "
+                                 f"({', '.join(sorted(models))}); choose one with --model-id",
+                                 reason="mixed_models")
+        fed = self.ledger.load()
+        rows: Iterator[StoredRow] = (r for r in store.rows() if r.fields.model_id == model_id
+                and (req.split is None or r.fields.split == req.split)
+                and (req.dataset is None or r.fields.dataset == req.dataset))
+        if req.limit is not None:
+            rows = islice(rows, req.limit)
+        checked = False
+        for chunk in chunks(rows, REUSE_CHUNK):
+            if not checked:
+                check_dim(int(chunk[0].vector.shape[0]), self.index, f"{store.root}")
+                checked = True
+            self.report.read += len(chunk)
+            self.bar.total += len(chunk)
+            present = await present_ids(self.index, [r.fields.id for r in chunk])
+            todo = []
+            for r in chunk:
+                if r.fields.id in present and fed.get(r.fields.id) == fingerprint(
+                        r.fields, r.content_hash):
+                    self.report.already_indexed += 1
+                    self.bar.update(1)
+                else:
+                    todo.append(r)
+            self.report.reused_embeddings += len(todo)
+            if todo:
+                await self._feed_docs([r.fields for r in todo], [r.content_hash for r in todo],
+                                      np.stack([r.vector for r in todo]))
+        return await self._finish(model_id)
+
+
+async def feed(settings: Settings, request: FeedRequest, index: SearchIndex,
+               encoder: FeedEncoder | None) -> FeedReport:
+    run = FeedRun(settings, request, index)
+    try:
+        if request.from_embeddings is not None:
+            return await run.run_shards()
+        if encoder is None:
+            raise ClipsearchError("feeding a dataset needs an encoder", reason="no_encoder")
+        return await run.run_source(encoder)
+    finally:
+        run.bar.close()
+        run.dead.close()

@@ -1,0 +1,91 @@
+"""Batched, retried writes to the index; acknowledged batches go to the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from clipsearch.documents import ImageDocument
+from clipsearch.errors import InvalidRequest
+from clipsearch.index.base import SearchIndex
+from feeder.deadletter import DeadLetters
+from feeder.ledger import Ledger
+from feeder.records import Reason, Rejection
+
+log = logging.getLogger(__name__)
+
+
+class IndexWriter:
+    def __init__(self, index: SearchIndex, ledger: Ledger, dead: DeadLetters, *,
+                 batch_size: int, retries: int, retry_base_s: float, max_failed_batches: int,
+                 on_done: Callable[[int], None] = lambda n: None) -> None:
+        self._index = index
+        self._ledger = ledger
+        self._dead = dead
+        self._batch_size = batch_size
+        self._retries = retries
+        self._retry_base_s = retry_base_s
+        self._max_failed = max_failed_batches
+        self._on_done = on_done
+        self._pending: list[tuple[ImageDocument, str]] = []
+        self._failed_in_a_row = 0
+        self.indexed = 0
+        self.aborted: str | None = None
+
+    async def add(self, doc: ImageDocument, fp: str) -> None:
+        self._pending.append((doc, fp))
+        if len(self._pending) >= self._batch_size:
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            await self._write(batch)
+
+    def _fail(self, batch: Sequence[tuple[ImageDocument, str]], reason: Reason,
+              detail: str) -> None:
+        for doc, _ in batch:
+            self._dead.add(Rejection(id=doc.id, file=doc.image_uri, reason=reason,
+                                     detail=detail))
+        self._on_done(len(batch))
+
+    async def _write(self, batch: list[tuple[ImageDocument, str]]) -> None:
+        if self.aborted:
+            self._fail(batch, Reason.not_attempted, self.aborted)
+            return
+        docs = [d for d, _ in batch]
+        error: Exception | None = None
+        for attempt in range(self._retries + 1):
+            try:
+                await self._index.upsert(docs)
+                error = None
+                break
+            except InvalidRequest as exc:  # the data, not the engine: retrying cannot help
+                error = exc
+                break
+            except Exception as exc:  # any engine failure is retried, then reported
+                error = exc
+                if attempt < self._retries:
+                    delay = self._retry_base_s * 2**attempt
+                    log.warning("index write failed (%s); retry %d/%d in %.1f s",
+                                exc, attempt + 1, self._retries, delay)
+                    await asyncio.sleep(delay)
+        if error is None:
+            self._ledger.append((d.id, fp) for d, fp in batch)
+            self.indexed += len(batch)
+            self._failed_in_a_row = 0
+            self._on_done(len(batch))
+            return
+        if isinstance(error, InvalidRequest) and len(batch) > 1:
+            half = len(batch) // 2  # isolate the documents the index refuses
+            await self._write(batch[:half])
+            await self._write(batch[half:])
+            return
+        detail = f"{type(error).__name__}: {error}"
+        self._fail(batch, Reason.index_error, detail)
+        if not isinstance(error, InvalidRequest):
+            self._failed_in_a_row += 1
+            if self._failed_in_a_row >= self._max_failed:
+                self.aborted = (f"{self._failed_in_a_row} index writes in a row failed "
+                                f"after retries; last: {detail}")

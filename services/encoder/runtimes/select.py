@@ -1,0 +1,140 @@
+"""Build a runtime by name, or pick one: ``auto`` = the fastest runtime that stays within
+cos >= 0.999 of the fp32 reference on a check batch, measured at load time on this machine
+(CPU features differ: bf16 is fast only with native bf16 arithmetic, so it is measured, not
+assumed). int8 is never picked automatically (opt-in: ``onnx-int8``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from transformers import CLIPModel
+
+from services.encoder.runtimes.base import Runtime
+from services.encoder.runtimes.onnx_runtime import (
+    OnnxRuntime,
+    cache_key,
+    default_cache_dir,
+    ensure_onnx,
+)
+from services.encoder.runtimes.torch_runtime import TorchRuntime, cpu_supports_bf16
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("auto", "torch", "torch-bf16", "torch-fp16", "onnx", "onnx-int8")
+MIN_COSINE = 0.999
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    device: str = "cpu"
+    threads: int = 1
+    model_id: str = "clip"
+    revision: str | None = None
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    image_size: int = 224
+
+
+@dataclass(frozen=True)
+class Trial:
+    name: str
+    seconds: float
+    min_cosine: float
+
+
+def onnx_available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def build_runtime(name: str, model: CLIPModel, opts: RuntimeOptions) -> Runtime:
+    """One runtime by name (not ``auto``)."""
+    if name == "torch":
+        return TorchRuntime(model, device=opts.device)
+    if name == "torch-bf16":
+        return TorchRuntime(model, device=opts.device, dtype="bfloat16")
+    if name == "torch-fp16":
+        if not opts.device.startswith("cuda"):
+            raise ValueError("torch-fp16 needs a CUDA device (CLIPSEARCH_DEVICE=cuda)")
+        return TorchRuntime(model, device=opts.device, dtype="float16")
+    if name in ("onnx", "onnx-int8"):
+        if not onnx_available():
+            raise ValueError(f"runtime {name!r} needs onnxruntime (pip install onnxruntime)")
+        if not opts.device.startswith("cpu"):
+            raise ValueError(f"runtime {name!r} runs on the CPU only")
+        precision = "int8" if name == "onnx-int8" else "fp32"
+        folder = ensure_onnx(model, opts.cache_dir, cache_key(opts.model_id, opts.revision),
+                             precision=precision, image_size=opts.image_size)
+        return OnnxRuntime(folder, precision=precision, threads=opts.threads)
+    raise ValueError(f"unknown runtime {name!r}; expected one of {', '.join(RUNTIMES)}")
+
+
+def check_batch(image_size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels (4 smooth-noise images) and an 8-token text batch for parity and timing."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.normal(size=(4, 3, 8, 8)).astype(np.float32)
+    reps = -(-image_size // 8)
+    pixels = np.kron(coarse, np.ones((1, 1, reps, reps), np.float32))[..., :image_size,
+                                                                       :image_size]
+    pixels = pixels + 0.3 * rng.normal(size=pixels.shape).astype(np.float32)
+    ids = np.array([[49406, 320, 1125, 539, 320, 2368, 49407, 49407],
+                    [49406, 5123, 1710, 539, 320, 3360, 2445, 49407]], dtype=np.int64)
+    mask = np.array([[1, 1, 1, 1, 1, 1, 1, 0], [1] * 8], dtype=np.int64)
+    return np.ascontiguousarray(pixels), ids, mask
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.min(np.sum(_unit(a) * _unit(b), axis=1)))
+
+
+def _time(rt: Runtime, pixels: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> float:
+    rt.image(pixels[:1])
+    rt.text(ids[:1], mask[:1])  # warm-up
+    start = time.perf_counter()
+    rt.image(pixels)
+    for _ in range(4):
+        rt.text(ids[:1], mask[:1])
+    return time.perf_counter() - start
+
+
+def auto_candidates(opts: RuntimeOptions) -> list[str]:
+    if opts.device.startswith("cuda"):
+        return ["torch", "torch-fp16"]
+    names = ["torch"]
+    if cpu_supports_bf16():
+        names.append("torch-bf16")
+    if onnx_available():
+        names.append("onnx")
+    return names
+
+
+def select_runtime(model: CLIPModel, opts: RuntimeOptions,
+                   candidates: list[str] | None = None) -> tuple[Runtime, list[Trial]]:
+    """The fastest candidate within ``MIN_COSINE`` of torch fp32, and every trial's numbers."""
+    pixels, ids, mask = check_batch(opts.image_size)
+    reference = TorchRuntime(model, device=opts.device)
+    ref_img, ref_txt = reference.image(pixels), reference.text(ids, mask)
+    best: tuple[float, Runtime] | None = None
+    trials: list[Trial] = []
+    for name in candidates or auto_candidates(opts):
+        try:
+            rt = reference if name == "torch" else build_runtime(name, model, opts)
+            cos = min(_cosines(rt.image(pixels), ref_img), _cosines(rt.text(ids, mask), ref_txt))
+            seconds = _time(rt, pixels, ids, mask)
+        except Exception as exc:  # a runtime that fails to build is skipped, not fatal
+            log.warning("runtime %s unavailable: %s", name, exc)
+            continue
+        trials.append(Trial(name=name, seconds=seconds, min_cosine=cos))
+        log.info("runtime %s: %.1f ms on the check batch, min cosine %.6f", name,
+                 seconds * 1000, cos)
+        if cos >= MIN_COSINE and (best is None or seconds < best[0]):
+            best = (seconds, rt)
+    assert best is not None  # torch fp32 always qualifies
+    return best[1], trials

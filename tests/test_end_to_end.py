@@ -1,0 +1,211 @@
+"""Dataset -> feeder -> embedded index -> HTTP API, with the tiny CLIP, through the real code
+paths users take (settings, model loading from a directory, lifespan-opened index)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from clipsearch.settings import Settings
+from feeder.commands import FeedRequest, run_feed
+from services.api.app import create_app
+
+WORD_CATEGORY = {"woodland": "forest", "airstrip": "runway", "meadow": "field"}
+
+
+@pytest.fixture(scope="module")
+def fed_settings(tiny_clip_dir: Path, sample_dataset: Any,
+                 tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("e2e-data"), model=str(tiny_clip_dir),
+                        encoder_url="")
+    report = run_feed(settings, FeedRequest(source=sample_dataset.manifest, format="generic",
+                                            progress=False))
+    assert report.consistent and report.read == len(sample_dataset.records)
+    assert report.indexed == len(sample_dataset.records) and report.skipped == 0
+    return settings
+
+
+@pytest.fixture(scope="module")
+def client(fed_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(fed_settings)) as c:
+        yield c
+
+
+def _search(client: TestClient, **params: Any) -> dict[str, Any]:
+    r = client.get("/search", params=params)
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_caption_word_finds_its_images_lexically(client: TestClient, sample_dataset: Any) -> None:
+    for word, category in WORD_CATEGORY.items():
+        body = _search(client, q=word, mode="lexical", limit=50)
+        expected = {f"sample:{r.id}" for r in sample_dataset.records
+                    if any(word in c for c in r.captions)}
+        assert expected, word
+        assert {h["id"] for h in body["hits"]} == expected
+        assert all(h["category"] == category for h in body["hits"])
+        assert all(h["scores"]["lexical"] > 0 and h["scores"]["vector"] is None
+                   for h in body["hits"])
+
+
+def test_indexed_image_finds_itself_first(client: TestClient, sample_dataset: Any) -> None:
+    for rec in sample_dataset.records[::5]:
+        body = _search(client, image_id=f"sample:{rec.id}", mode="vector", limit=3)
+        top = body["hits"][0]
+        assert top["id"] == f"sample:{rec.id}"
+        assert top["scores"]["vector"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_filters_exclude(client: TestClient) -> None:
+    body = _search(client, q="aerial view", mode="hybrid", category="water", limit=50)
+    assert body["hits"] and all(h["category"] == "water" for h in body["hits"])
+    body = _search(client, q="aerial view", mode="vector", dataset="nope", limit=50)
+    assert body["hits"] == [] and body["total"] == 0
+    body = _search(client, q="seen from above", mode="lexical", split="test", limit=50)
+    assert body["hits"] and all(h["split"] == "test" for h in body["hits"])
+
+
+def test_hybrid_contains_both_legs_top_hits(client: TestClient) -> None:
+    for q in ("woodland", "a quiet lake", "runway"):
+        lexical = _search(client, q=q, mode="lexical", limit=3)["hits"]
+        vector = _search(client, q=q, mode="vector", limit=3)["hits"]
+        hybrid = _search(client, q=q, mode="hybrid", limit=10)["hits"]
+        ids = {h["id"] for h in hybrid}
+        assert lexical[0]["id"] in ids and vector[0]["id"] in ids
+        assert all(h["scores"]["vector"] is not None for h in hybrid)
+        scores = [h["score"] for h in hybrid]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_same_request_same_hits(client: TestClient) -> None:
+    a = _search(client, q="a busy town", mode="hybrid", limit=10)
+    b = _search(client, q="a busy town", mode="hybrid", limit=10)
+    assert [h["id"] for h in a["hits"]] == [h["id"] for h in b["hits"]]
+
+
+def test_paging_is_consistent(client: TestClient) -> None:
+    full = [h["id"] for h in _search(client, q="aerial view", mode="hybrid", limit=10)["hits"]]
+    page2 = [h["id"] for h in _search(client, q="aerial view", mode="hybrid", limit=5,
+                                      offset=5)["hits"]]
+    assert page2 == full[5:10]
+
+
+def test_errors(client: TestClient) -> None:
+    assert client.get("/search", params={"q": "x", "mode": "semantic"}).status_code == 422
+    r = client.get("/search", params={"image_id": "sample:missing", "mode": "vector"})
+    assert r.status_code == 404
+    assert client.get("/images/sample:missing").status_code == 404
+
+
+def test_image_served_from_the_index_record(client: TestClient, sample_dataset: Any) -> None:
+    rec = sample_dataset.records[0]
+    r = client.get(f"/images/sample:{rec.id}")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.content == (sample_dataset.root / rec.file).read_bytes()
+    thumb = client.get(f"/images/sample:{rec.id}", params={"size": 32})
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+    doc = client.get(f"/documents/sample:{rec.id}").json()
+    assert doc["captions"] == rec.captions and doc["category"] == rec.category
+
+
+def test_index_survives_restart(fed_settings: Settings, sample_dataset: Any) -> None:
+    with TestClient(create_app(fed_settings)) as c:
+        ready = c.get("/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["documents"] == len(sample_dataset.records)
+        body = _search(c, q="woodland", mode="lexical")
+        assert body["hits"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_until(url: str, deadline_s: float = 180.0,
+                proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + deadline_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.05)  # poll interval, bounded by the deadline
+    raise AssertionError(f"{url} did not come up: {last}")
+
+
+class _ThreadServer:
+    """A uvicorn server on a loopback port in a thread, stopped by flag."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                                    log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> _ThreadServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def test_remote_encoder_service(fed_settings: Settings) -> None:
+    from services.encoder.app import create_app as create_encoder_app
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    remote = fed_settings.model_copy(update={"encoder_url": url})
+    with _ThreadServer(create_encoder_app(fed_settings), port):
+        _wait_until(f"{url}/health")
+        with TestClient(create_app(remote)) as c:
+            body = _search(c, q="woodland", mode="vector", limit=3)
+            assert body["model"] and len(body["hits"]) == 3
+            assert c.get("/ready").status_code == 200
+    # the encoder is gone: lexical keeps working, vector says 503 with Retry-After
+    with TestClient(create_app(remote)) as c:
+        assert c.get("/search", params={"q": "woodland", "mode": "lexical"}).status_code == 200
+        r = c.get("/search", params={"q": "woodland", "mode": "vector"})
+        assert r.status_code == 503 and "Retry-After" in r.headers
+
+
+def test_cli_serve_answers_over_http(fed_settings: Settings) -> None:
+    port = _free_port()
+    env = {**os.environ, "CLIPSEARCH_DATA_DIR": str(fed_settings.data_dir),
+           "CLIPSEARCH_MODEL": fed_settings.model, "CLIPSEARCH_API_PORT": str(port),
+           "CLIPSEARCH_ENCODER_URL": ""}
+    log = fed_settings.data_dir / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "clipsearch.cli", "serve"], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_until(f"http://127.0.0.1:{port}/health", proc=proc)
+        r = httpx.get(f"http://127.0.0.1:{port}/search",
+                      params={"q": "airstrip", "mode": "hybrid"}, timeout=30)
+        assert r.status_code == 200 and r.json()["hits"][0]["category"] == "runway"
+    except AssertionError:
+        print(log.read_text(errors="replace")[-3000:])
+        raise
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
