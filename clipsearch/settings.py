@@ -67,12 +67,25 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     encoder_port: int = Field(8001, ge=1, le=65535)
     api_key: str | None = None
+    prompt_templates: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-dataset prompt for the vector leg, e.g. {"rsicd": "an aerial '
+        'photograph of {q}"}; key "*" applies to every dataset without its own',
+    )
     cors_origins: list[str] = Field(default_factory=list)
 
     @field_validator("vespa_url", "vespa_config_url", "encoder_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @field_validator("prompt_templates")
+    @classmethod
+    def _templates_have_q(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, template in v.items():
+            if template.count("{q}") != 1:
+                raise ValueError(f"prompt template for {key!r} must contain {{q}} exactly once")
+        return v
 
     @property
     def index_dir(self) -> Path:

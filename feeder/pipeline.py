@@ -70,6 +70,17 @@ async def present_ids(index: SearchIndex, ids: Sequence[str]) -> set[str]:
     return found
 
 
+async def still_indexed(index: SearchIndex, fed: dict[str, str],
+                        docs: Sequence[tuple[str, str]]) -> set[str]:
+    """Ids of ``(id, fingerprint)`` pairs that this feeder wrote in this exact version AND
+    the index still holds. Only ids the ledger vouches for are looked up: anything else is
+    written anyway, so a first feed asks the index nothing."""
+    vouched = [doc_id for doc_id, fp in docs if fed.get(doc_id) == fp]
+    if not vouched:
+        return set()
+    return await present_ids(index, vouched)
+
+
 class FeedRun:
     """One run of the feeder; ``run_*`` return the report."""
 
@@ -151,11 +162,11 @@ class FeedRun:
 
     async def _feed_reused(self, planned: list[Planned], entries: dict[str, StoredEntry],
                            store: EmbeddingStore) -> None:
-        fed = self.ledger.load()
-        present = await present_ids(self.index, [p.id for p in planned])
+        fps = [(p.id, fingerprint(p.fields, p.content_hash)) for p in planned]
+        present = await still_indexed(self.index, self.ledger.load(), fps)
         todo = []
         for p in planned:
-            if p.id in present and fed.get(p.id) == fingerprint(p.fields, p.content_hash):
+            if p.id in present:
                 self.report.already_indexed += 1
             else:
                 todo.append(p)
@@ -241,14 +252,15 @@ class FeedRun:
             raise InvalidRequest(f"no embedding shards (shard-*.parquet) in {store.root}",
                                  reason="no_shards")
         self.report.embeddings_dir = store.root
-        models = {e.model_id for e in store.catalog().values()}
+        catalog = store.catalog()
+        models = {e.model_id for e in catalog.values()}
         model_id = req.model_id or (next(iter(models)) if len(models) == 1 else None)
         if model_id is None:
             raise InvalidRequest(f"{store.root} holds embeddings of several models "
                                  f"({', '.join(sorted(models))}); choose one with --model-id",
                                  reason="mixed_models")
         fed = self.ledger.load()
-        rows: Iterator[StoredRow] = (r for r in store.rows() if r.fields.model_id == model_id
+        rows: Iterator[StoredRow] = (r for r in store.rows(catalog) if r.fields.model_id == model_id
                 and (req.split is None or r.fields.split == req.split)
                 and (req.dataset is None or r.fields.dataset == req.dataset))
         if req.limit is not None:
@@ -260,11 +272,11 @@ class FeedRun:
                 checked = True
             self.report.read += len(chunk)
             self.bar.total += len(chunk)
-            present = await present_ids(self.index, [r.fields.id for r in chunk])
+            fps = [(r.fields.id, fingerprint(r.fields, r.content_hash)) for r in chunk]
+            present = await still_indexed(self.index, fed, fps)
             todo = []
             for r in chunk:
-                if r.fields.id in present and fed.get(r.fields.id) == fingerprint(
-                        r.fields, r.content_hash):
+                if r.fields.id in present:
                     self.report.already_indexed += 1
                     self.bar.update(1)
                 else:

@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import TypeAdapter
 
 from clipsearch.documents import DocumentFields
 
 SHARD_GLOB = "shard-*.parquet"
+_FIELDS_LIST = TypeAdapter(list[DocumentFields])
 KEY_COLUMNS = ["id", "content_hash", "model_id"]
 
 
@@ -109,19 +111,19 @@ class EmbeddingStore:
                 out[doc_id] = matrix[row]
         return out
 
-    def rows(self) -> Iterator[StoredRow]:
-        """Every stored document, newest entry per id, in first-seen order."""
-        catalog = self.catalog()
+    def rows(self, catalog: dict[str, StoredEntry] | None = None) -> Iterator[StoredRow]:
+        """Every stored document, newest entry per id, in shard order."""
+        catalog = self.catalog() if catalog is None else catalog
         for shard in self.shards():
             table = pq.read_table(shard)
             matrix = _embedding_matrix(table)
             cols = table.drop_columns(["embedding"]).to_pylist()
-            for row, values in enumerate(cols):
-                entry = catalog.get(values["id"])
-                if entry is None or entry.shard != shard or entry.row != row:
-                    continue
-                chash = values.pop("content_hash")
-                yield StoredRow(DocumentFields.model_validate(values), chash, matrix[row])
+            keep = [row for row, values in enumerate(cols)
+                    if (e := catalog.get(values["id"])) and e.shard == shard and e.row == row]
+            hashes = [cols[row].pop("content_hash") for row in keep]
+            fields = _FIELDS_LIST.validate_python([cols[row] for row in keep])
+            for row, chash, f in zip(keep, hashes, fields, strict=True):
+                yield StoredRow(f, chash, matrix[row])
 
 
 def _embedding_matrix(table: pa.Table) -> np.ndarray:

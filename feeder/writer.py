@@ -29,6 +29,7 @@ class IndexWriter:
         self._max_failed = max_failed_batches
         self._on_done = on_done
         self._pending: list[tuple[ImageDocument, str]] = []
+        self._inflight: asyncio.Task[None] | None = None
         self._failed_in_a_row = 0
         self.indexed = 0
         self.aborted: str | None = None
@@ -36,12 +37,25 @@ class IndexWriter:
     async def add(self, doc: ImageDocument, fp: str) -> None:
         self._pending.append((doc, fp))
         if len(self._pending) >= self._batch_size:
-            await self.flush()
+            await self._submit()
+
+    async def _submit(self) -> None:
+        """Start writing the pending batch. One write is in flight at a time: while the
+        engine commits it (in its own threads), the caller builds the next batch."""
+        batch, self._pending = self._pending, []
+        await self._wait()
+        self._inflight = asyncio.create_task(self._write(batch))
+
+    async def _wait(self) -> None:
+        if self._inflight is not None:
+            task, self._inflight = self._inflight, None
+            await task
 
     async def flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if batch:
-            await self._write(batch)
+        """Write what is pending and wait until every write is acknowledged (or reported)."""
+        if self._pending:
+            await self._submit()
+        await self._wait()
 
     def _fail(self, batch: Sequence[tuple[ImageDocument, str]], reason: Reason,
               detail: str) -> None:

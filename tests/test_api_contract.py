@@ -171,3 +171,72 @@ def test_page_and_openapi(client: TestClient) -> None:
     assert page.status_code == 200 and "<form" in page.text
     spec = client.get("/openapi.json").json()
     assert "/search" in spec["paths"] and "/images/{doc_id}" in spec["paths"]
+
+
+def test_upload_search(tmp_path: Path) -> None:
+    index = RecordingIndex([doc(i) for i in range(3)])
+    embedder = FakeEmbedder()
+    with _client(tmp_path, index=index, embedder=embedder) as c:
+        r = c.post("/search/image", files={"image": ("q.png", b"\x89PNG...", "image/png")},
+                   data={"q": "a lake", "mode": "hybrid", "dataset": ["t"], "limit": "2"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["query"]["uploaded_image"] is True and body["mode"] == "hybrid"
+        assert len(body["hits"]) == 2
+    plan = index.plans[-1]
+    assert plan.text == "a lake" and plan.vector is not None and plan.filters.dataset == ["t"]
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "status"),
+    [
+        (None, {"mode": "vector"}, 422),  # no image part
+        ({"image": ("q.png", b"", "image/png")}, {}, 422),  # empty file
+        ({"image": ("q.png", b"x", "image/png")}, {"mode": "lexical"}, 422),
+        ({"image": ("q.png", b"x", "image/png")}, {"image_id": "t:1"}, 422),
+        ({"image": ("q.png", b"x", "image/png")}, {"limit": "1000"}, 422),
+    ],
+)
+def test_upload_errors(tmp_path: Path, files: Any, data: dict[str, Any], status: int) -> None:
+    with _client(tmp_path) as c:
+        r = c.post("/search/image", files=files, data=data)
+        assert r.status_code == status, r.text
+        assert r.json()["error"]["status"] == status
+
+
+def test_upload_too_large_is_413(tmp_path: Path) -> None:
+    with _client(tmp_path, max_image_bytes=2048) as c:
+        big = b"\xff" * 4096
+        r = c.post("/search/image", files={"image": ("q.jpg", big, "image/jpeg")})
+        assert r.status_code == 413 and r.json()["error"]["reason"] == "image_too_large"
+        huge = b"\xff" * (2048 + 200_000)  # refused from Content-Length, before parsing
+        r = c.post("/search/image", files={"image": ("q.jpg", huge, "image/jpeg")})
+        assert r.status_code == 413
+
+
+def test_prompt_template_applies_to_vector_leg_only(tmp_path: Path) -> None:
+    index = RecordingIndex([doc(1)])
+    embedder = FakeEmbedder()
+    templates = {"rsicd": "an aerial photograph of {q}", "*": "a photo of {q}"}
+    with _client(tmp_path, index=index, embedder=embedder, prompt_templates=templates) as c:
+        body = c.get("/search", params={"q": "a {weird} river", "dataset": "rsicd"}).json()
+        assert body["query"]["vector_text"] == "an aerial photograph of a {weird} river"
+        assert index.plans[-1].text == "a {weird} river"  # lexical leg: the user's words
+        c.get("/search", params={"q": "river"})
+        c.get("/search", params={"q": "river", "prompt": "false"})
+    assert embedder.texts == ["an aerial photograph of a {weird} river", "a photo of river",
+                              "river"]
+
+
+def test_bad_prompt_template_setting_is_refused() -> None:
+    with pytest.raises(ValueError, match="exactly once"):
+        Settings(prompt_templates={"x": "no placeholder"})
+
+
+def test_facets_count_the_top_hits(tmp_path: Path) -> None:
+    docs = [doc(i, category="a" if i < 3 else "b") for i in range(5)]
+    with _client(tmp_path, index=RecordingIndex(docs)) as c:
+        body = c.get("/search", params={"q": "x", "facets": "true", "limit": 2}).json()
+        assert body["facets"] == {"window": 5, "dataset": {"t": 5}, "category": {"a": 3, "b": 2}}
+        assert len(body["hits"]) == 2
+        assert c.get("/search", params={"q": "x"}).json()["facets"] is None

@@ -166,3 +166,19 @@ def test_lifespan_loads_the_model_from_settings(tiny_clip_dir: Path) -> None:
         assert c.post("/embed/text", json={"texts": ["x"]}).status_code == 200
     openapi = app.openapi()["paths"]["/embed/image"]["post"]["requestBody"]["content"]
     assert set(openapi) == {"multipart/form-data", "application/json"}
+
+
+async def test_metrics_per_app_registry(client: httpx.AsyncClient, encoder: ClipEncoder) -> None:
+    await client.post("/embed/text", json={"texts": ["a lake", "a lake"]})
+    await client.post("/embed/image", files=_files(zoo.png(16, 16)))
+    await client.post("/embed/text", json={"texts": []})
+    text = (await client.get("/metrics")).text
+    assert 'clipsearch_encoder_requests_total{route="/embed/text",status="200"} 1.0' in text
+    assert 'clipsearch_encoder_requests_total{route="/embed/text",status="422"} 1.0' in text
+    assert 'clipsearch_encoder_batch_items_count{kind="pixels"} 1.0' in text
+    assert 'clipsearch_encoder_items_total{kind="text"} 2.0' in text
+    assert "clipsearch_encoder_request_seconds_bucket" in text
+    other = create_app(_settings(), encoder=encoder)  # a second app starts from zero
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=other),
+                                 base_url="http://enc") as c2:
+        assert "/embed/text" not in (await c2.get("/metrics")).text

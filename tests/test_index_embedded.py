@@ -256,3 +256,23 @@ async def test_duplicate_ids_in_one_batch_keep_the_last(tmp_path: Path) -> None:
     assert got is not None and got.captions == ["second version"]
     assert await index.count() == 2
     await index.close()
+
+
+async def test_hybrid_with_vector_only_reports_no_lexical_leg(tmp_path: Path) -> None:
+    index = _index(tmp_path)
+    await index.upsert(CORPUS)
+    target = BY_ID["ucm:farmland_1"]
+    result = await index.search(plan(Mode.hybrid, vector=target.embedding))
+    assert result.hits[0].id == target.id
+    assert all(h.scores.lexical is None and h.scores.vector is not None for h in result.hits)
+    await index.close()
+
+
+async def test_concurrent_first_calls_share_one_connection(tmp_path: Path) -> None:
+    index = _index(tmp_path)
+    counts = await asyncio.gather(*(index.count() for _ in range(8)))
+    assert counts == [0] * 8
+    await index.upsert(CORPUS[:3])
+    assert await index.count() == 3
+    await index.close()
+    await index.close()  # idempotent

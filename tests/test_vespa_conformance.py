@@ -15,7 +15,7 @@ from tests.index_conformance import IndexConformance, IndexFactory
 from tests.vespa_loopback import LoopbackVespa
 
 
-@pytest.fixture
+@pytest.fixture(scope="class")
 def servers() -> Iterator[list[LoopbackVespa]]:
     started: list[LoopbackVespa] = []
     yield started
@@ -26,7 +26,7 @@ def servers() -> Iterator[list[LoopbackVespa]]:
 
 
 class TestVespaConformance(IndexConformance):
-    @pytest.fixture
+    @pytest.fixture(scope="class")
     def index_factory(self, servers: list[LoopbackVespa]) -> IndexFactory:
         async def make(dim: int) -> SearchIndex:
             server = LoopbackVespa(dim=dim).__enter__()

@@ -34,7 +34,7 @@ def vespa() -> Iterator[LoopbackVespa]:
 def test_zip_holds_the_package(app: Path) -> None:
     with zipfile.ZipFile(io.BytesIO(zip_package(app))) as zf:
         assert sorted(zf.namelist()) == ["schemas/image.sd", "services.xml"]
-    with pytest.raises(InvalidRequest, match="no services.xml"):
+    with pytest.raises(InvalidRequest, match=r"no services\.xml"):
         zip_package(app / "schemas")
 
 
@@ -76,7 +76,7 @@ def test_lint_runs_before_upload(app: Path, vespa: LoopbackVespa) -> None:
 
 def test_wait_has_a_deadline(vespa: LoopbackVespa) -> None:
     now = [0.0]
-    with pytest.raises(BackendUnavailable, match="did not come up within 10 s .*HTTP 503"):
+    with pytest.raises(BackendUnavailable, match=r"did not come up within 10 s .*HTTP 503"):
         wait_until_up(vespa.url, deadline_s=10, interval_s=2,
                       clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
     polls = [r for r in vespa.requests if r.path == "/ApplicationStatus"]
@@ -84,6 +84,6 @@ def test_wait_has_a_deadline(vespa: LoopbackVespa) -> None:
 
 
 def test_unreachable_config_server(app: Path, tmp_path: Path) -> None:
-    with pytest.raises(BackendUnavailable, match="config server .* not reachable"):
+    with pytest.raises(BackendUnavailable, match=r"config server .* not reachable"):
         deploy(app, "http://127.0.0.1:9", "http://127.0.0.1:9", wait_s=0)
     shutil.rmtree(app)

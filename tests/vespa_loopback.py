@@ -220,7 +220,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._search(body, degraded)
         m = _DOC_PATH.match(path)
         if m:
-            return self._document(method, path, *m.groups(), body)
+            ns, doctype, key = m.groups()
+            return self._document(method, path, ns, doctype, key, body)
         return Reply(404, {"message": f"no handler for {method} {path}"})
 
     def _deploy(self, body: Any) -> Reply:
@@ -375,9 +376,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, sel: eng.Select, body: dict[str, Any], profile: str, rerank: int,
                 hits: int, offset: int, degraded: bool) -> Reply:
         ns = self.state.namespace
-        with self.state.lock:
-            docs = {k.split("/", 1)[1]: dict(v) for k, v in self.state.docs.items()
-                    if k.startswith(ns + "/")}
+        with self.state.lock:  # like Vespa, a query sees every namespace of the doc type
+            docs = {k.split("/", 1)[1]: dict(v) for k, v in self.state.docs.items()}
         filters = eng.filter_nodes(sel.where)
         allowed = {k: d for k, d in docs.items()
                    if all(eng.evaluate(f, k, d, set(), set()) for f in filters)}

@@ -16,6 +16,7 @@ For one machine without Docker (laptop, CI, tests, ``make demo``). Uses LanceDB'
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -43,8 +44,12 @@ from clipsearch.index.embedded_search import EngineOptions, run_search
 from clipsearch.search import Filters, SearchPlan, SearchResult
 from clipsearch.settings import Settings
 
-# English stemming, stop words kept, lower-cased: the same linguistics as the Vespa schema.
-FTS_CONFIG = FTS(stem=True, remove_stop_words=False, lower_case=True, language="English")
+
+def fts_config() -> FTS:
+    """English stemming, stop words kept, lower-cased: the linguistics of the Vespa schema."""
+    return FTS(stem=True, remove_stop_words=False, lower_case=True, language="English")
+
+
 WRITE_BATCH = 2_000
 ID_CHUNK = 1_000
 
@@ -74,6 +79,7 @@ class EmbeddedIndex:
         self._write_batch = max(1, write_batch)
         self._conn: lancedb.AsyncConnection | None = None
         self._table: AsyncTable | None = None
+        self._opening: asyncio.Lock | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedIndex:
@@ -98,6 +104,14 @@ class EmbeddedIndex:
     async def _open(self) -> AsyncTable:
         if self._table is not None:
             return self._table
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:  # one connection even when the first calls are concurrent
+            if self._table is not None:
+                return self._table
+            return await self._connect()
+
+    async def _connect(self) -> AsyncTable:
         try:
             self._path.mkdir(parents=True, exist_ok=True)
             conn = await lancedb.connect_async(
@@ -134,7 +148,7 @@ class EmbeddedIndex:
         """FTS on the caption text, btree on id, bitmaps on the labels (cheap when empty)."""
         present = {tuple(ix.columns) for ix in await table.list_indices()}
         if (CAPTION_TEXT,) not in present:
-            await table.create_index(CAPTION_TEXT, config=FTS_CONFIG)
+            await table.create_index(CAPTION_TEXT, config=fts_config())
         if (ID,) not in present:
             await table.create_index(ID, config=BTree())
         for column in LABEL_COLUMNS:
@@ -207,7 +221,7 @@ class EmbeddedIndex:
         """
         table = await self._open()
         await table.optimize()
-        await table.create_index(CAPTION_TEXT, config=FTS_CONFIG, replace=True)
+        await table.create_index(CAPTION_TEXT, config=fts_config(), replace=True)
         await self._ensure_indexes(table)
         if (
             not await self.has_vector_index()

@@ -22,6 +22,7 @@ from services.api.metrics import ApiMetrics
 from services.api.routes import documents, health, search
 from services.api.state import ApiState
 
+_FORM_OVERHEAD = 64 * 1024  # room for the form fields next to the largest allowed image
 _OPEN_PATHS = {"/", "/health", "/ready", "/metrics", "/docs", "/openapi.json", "/redoc"}
 
 
@@ -68,9 +69,15 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         started = time.perf_counter()
-        if settings.api_key and request.url.path not in _OPEN_PATHS and \
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.max_image_bytes + _FORM_OVERHEAD:
+            # Refuse before the multipart body is received and spooled.
+            response: Response = error_response(
+                413, "image_too_large",
+                f"request body is larger than {settings.max_image_bytes} bytes")
+        elif settings.api_key and request.url.path not in _OPEN_PATHS and \
                 request.headers.get("x-api-key") != settings.api_key:
-            response: Response = error_response(401, "unauthorized",
+            response = error_response(401, "unauthorized",
                                                 "missing or wrong X-API-Key header")
         else:
             response = await call_next(request)

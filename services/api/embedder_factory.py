@@ -26,10 +26,7 @@ async def open_embedder(settings: Settings) -> tuple[Embedder | None, str | None
         from services.encoder.local import LocalEmbedder
         from services.encoder.model import ClipEncoder
 
-        encoder = await asyncio.to_thread(
-            ClipEncoder.load, settings.model, revision=settings.model_revision,
-            device=settings.device,
-        )
+        encoder = await asyncio.to_thread(ClipEncoder.from_settings, settings)
         return LocalEmbedder(encoder, settings), None
     except (OSError, ValueError, ClipsearchError) as exc:
         log.error("cannot load model %r: %s", settings.model, exc)

@@ -12,8 +12,8 @@ from clipsearch.search import MAX_LIMIT, MAX_OFFSET, Fusion, Mode
 QueryText = Annotated[str, Field(max_length=1000)]
 
 
-class SearchRequest(BaseModel):
-    """What ``GET /search`` (query string) and ``POST /search`` (JSON) accept."""
+class SearchParams(BaseModel):
+    """Fields shared by every search request."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -38,6 +38,17 @@ class SearchRequest(BaseModel):
     fusion: Fusion = Fusion.rrf
     rrf_k: int = Field(60, ge=1, le=10_000)
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the vector leg (linear)")
+    prompt: bool = Field(True, description="Apply the dataset's prompt template (vector leg)")
+    facets: bool = Field(False, description="Counts per dataset/category among the top hits")
+
+    @property
+    def text(self) -> str | None:
+        text = (self.q or "").strip()
+        return text or None
+
+
+class SearchRequest(SearchParams):
+    """What ``GET /search`` (query string) and ``POST /search`` (JSON) accept."""
 
     @model_validator(mode="after")
     def _combination(self) -> SearchRequest:
@@ -50,10 +61,22 @@ class SearchRequest(BaseModel):
             raise ValueError("give query text q, an image_id, or both")
         return self
 
-    @property
-    def text(self) -> str | None:
-        text = (self.q or "").strip()
-        return text or None
+
+class ImageSearchForm(SearchParams):
+    """Form fields of ``POST /search/image`` (the image itself is the ``image`` file part)."""
+
+    # The multipart body also carries the file part, which is not a form field.
+    model_config = ConfigDict(extra="ignore")
+
+    mode: Mode = Mode.vector
+
+    @model_validator(mode="after")
+    def _combination(self) -> ImageSearchForm:
+        if self.mode == Mode.lexical:
+            raise ValueError("mode 'lexical' cannot search by image; use vector or hybrid")
+        if self.image_id:
+            raise ValueError("give either an uploaded image or image_id, not both")
+        return self
 
 
 class LegScoresOut(BaseModel):
@@ -84,9 +107,17 @@ class QueryEcho(BaseModel):
     dataset: list[str] = Field(default_factory=list)
     category: list[str] = Field(default_factory=list)
     split: list[str] = Field(default_factory=list)
+    uploaded_image: bool = False
+    vector_text: str | None = Field(None, description="Text the vector leg encoded (prompt)")
     fusion: Fusion | None = None
     rrf_k: int | None = None
     alpha: float | None = None
+
+
+class Facets(BaseModel):
+    window: int = Field(description="Counts are over this many top hits")
+    dataset: dict[str, int] = Field(default_factory=dict)
+    category: dict[str, int] = Field(default_factory=dict)
 
 
 class SearchResponse(BaseModel):
@@ -99,6 +130,7 @@ class SearchResponse(BaseModel):
     offset: int
     model: str | None = Field(None, description="Model that embedded the query (vector legs)")
     hits: list[HitOut]
+    facets: Facets | None = None
     timings_ms: Timings
 
 

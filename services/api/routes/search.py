@@ -6,15 +6,20 @@ import time
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query
+from collections import Counter
 
-from clipsearch.errors import ClipsearchError
-from clipsearch.search import SearchResult
-from services.api.planner import plan_search
+from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+
+from clipsearch.errors import ClipsearchError, ImageTooLarge, InvalidImage
+from clipsearch.search import MAX_LIMIT, SearchResult
+from services.api.planner import PlannedQuery, plan_search
 from services.api.schemas import (
+    Facets,
     HitOut,
+    ImageSearchForm,
     LegScoresOut,
     QueryEcho,
+    SearchParams,
     SearchRequest,
     SearchResponse,
     Timings,
@@ -28,8 +33,17 @@ def image_url(doc_id: str) -> str:
     return f"/images/{quote(doc_id, safe='')}"
 
 
-def _response(req: SearchRequest, result: SearchResult, model: str | None,
-              timings: Timings) -> SearchResponse:
+def _facets(result: SearchResult) -> Facets:
+    return Facets(
+        window=len(result.hits),
+        dataset=dict(Counter(h.document.dataset for h in result.hits).most_common()),
+        category=dict(Counter(h.document.category for h in result.hits
+                              if h.document.category).most_common()),
+    )
+
+
+def _response(req: SearchParams, result: SearchResult, planned: PlannedQuery,
+              timings: Timings, *, uploaded: bool, facets: Facets | None) -> SearchResponse:
     hits = [
         HitOut(
             id=h.id,
@@ -46,7 +60,7 @@ def _response(req: SearchRequest, result: SearchResult, model: str | None,
     hybrid = req.mode.value == "hybrid"
     echo = QueryEcho(
         q=req.q, image_id=req.image_id, dataset=req.dataset, category=req.category,
-        split=req.split,
+        split=req.split, uploaded_image=uploaded, vector_text=planned.vector_text,
         fusion=req.fusion if hybrid else None,
         rrf_k=req.rrf_k if hybrid and req.fusion.value == "rrf" else None,
         alpha=req.alpha if hybrid and req.fusion.value == "linear" else None,
@@ -54,18 +68,35 @@ def _response(req: SearchRequest, result: SearchResult, model: str | None,
     return SearchResponse(
         query=echo, mode=req.mode, total=result.total,
         total_approximate=result.total_approximate, degraded=result.degraded,
-        limit=req.limit, offset=req.offset, model=model, hits=hits, timings_ms=timings,
+        limit=req.limit, offset=req.offset, model=planned.model_id, hits=hits,
+        facets=facets, timings_ms=timings,
     )
 
 
-async def run_search(req: SearchRequest, state: ApiState) -> SearchResponse:
+async def _execute(planned: PlannedQuery, state: ApiState,
+                   want_facets: bool) -> tuple[SearchResult, Facets | None]:
+    plan = planned.plan
+    if not want_facets:
+        return await state.index.search(plan), None
+    # Facets count the top MAX_LIMIT hits; one search serves both when the page lies inside.
+    top = await state.index.search(plan.model_copy(update={"offset": 0, "limit": MAX_LIMIT}))
+    facets = _facets(top)
+    if plan.offset + plan.limit <= MAX_LIMIT:
+        page = top.model_copy(update={"hits": top.hits[plan.offset:plan.offset + plan.limit]})
+        return page, facets
+    return await state.index.search(plan), facets
+
+
+async def run_search(req: SearchParams, state: ApiState,
+                     upload: bytes | None = None) -> SearchResponse:
     started = time.perf_counter()
     mode = req.mode.value
     try:
         planned = await plan_search(req, index=state.index, embedder=state.embedder,
-                                    candidates=state.settings.candidates)
+                                    candidates=state.settings.candidates,
+                                    templates=state.settings.prompt_templates, upload=upload)
         t0 = time.perf_counter()
-        result = await state.index.search(planned.plan)
+        result, facets = await _execute(planned, state, req.facets)
         search_ms = (time.perf_counter() - t0) * 1000
     except ClipsearchError as exc:
         state.metrics.searches.labels(mode=mode, status=exc.reason).inc()
@@ -78,7 +109,7 @@ async def run_search(req: SearchRequest, state: ApiState) -> SearchResponse:
     m.searches.labels(mode=mode, status="ok").inc()
     timings = Timings(encode=round(planned.encode_ms, 3), search=round(search_ms, 3),
                       total=round(total_ms, 3))
-    return _response(req, result, planned.model_id, timings)
+    return _response(req, result, planned, timings, uploaded=upload is not None, facets=facets)
 
 
 @router.get("/search", response_model=SearchResponse, summary="Search (query string)")
@@ -94,3 +125,24 @@ async def search_post(
     body: SearchRequest, state: ApiState = Depends(get_state)
 ) -> SearchResponse:
     return await run_search(body, state)
+
+
+async def _read_upload(image: UploadFile, limit: int) -> bytes:
+    data = await image.read(limit + 1)
+    if len(data) > limit:
+        raise ImageTooLarge(f"uploaded image is larger than {limit} bytes")
+    if not data:
+        raise InvalidImage("uploaded image is empty")
+    return data
+
+
+@router.post("/search/image", response_model=SearchResponse,
+             summary="Search by an uploaded image (multipart), optionally with text",
+             responses={413: {"description": "image too large"}})
+async def search_image(
+    form: Annotated[ImageSearchForm, Form()],
+    image: Annotated[UploadFile, File(description="The query image")],
+    state: ApiState = Depends(get_state),
+) -> SearchResponse:
+    data = await _read_upload(image, state.settings.max_image_bytes)
+    return await run_search(form, state, upload=data)
