@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Annotated
 from urllib.parse import quote
-
-from collections import Counter
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
