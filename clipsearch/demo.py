@@ -1,9 +1,9 @@
 """``clipsearch demo`` / ``make demo``: model + dataset + feed + serve, offline, one command.
 
-Without ``--model`` the demo model is built into ``<data_dir>/demo/model`` (the trained demo CLIP
-when the training extra is available, else a tiny random-weight CLIP with the real tokenizer);
-without ``--manifest`` the demo dataset is generated into ``<data_dir>/demo/dataset``. Both are
-reused on the next run.
+Without ``--manifest`` the demo dataset (procedurally drawn scenes in eight categories, see
+``feeder.demo_scenes``) is generated into ``<data_dir>/demo/dataset``; without ``--model`` a small
+CLIP is trained from scratch on it into ``<data_dir>/demo/model`` (``clipsearch demo-model``,
+a few minutes on 2 cores). Both are reused on the next run.
 """
 
 from __future__ import annotations
@@ -27,39 +27,33 @@ class DemoOptions(BaseModel):
     fresh: bool = False
 
 
-def demo_model(root: Path) -> Path:
-    """The demo model directory, built on first use."""
-    out = root / "model"
-    if (out / "config.json").is_file():
-        return out
-    try:
-        from clipsearch.training.demo_model import build_demo_model
-    except ImportError:  # pragma: no cover - training extra missing
-        from services.encoder.tiny import build_tiny_clip
-
-        log.info("building a tiny random-weight CLIP into %s", out)
-        return build_tiny_clip(out)
-    log.info("building the demo model into %s (first run only)", out)
-    return build_demo_model(out, dataset_dir=root / "train-data")
-
-
 def demo_dataset(root: Path) -> Path:
-    from feeder.sample import make_sample_dataset
+    """The demo dataset (procedural scenes, several captions each), generated on first use."""
+    from feeder.demo_scenes import make_demo_dataset
 
     out = root / "dataset"
     manifest = out / "manifest.jsonl"
-    if manifest.is_file():
-        return manifest
-    log.info("generating the demo dataset into %s", out)
-    return make_sample_dataset(out, dataset="demo").manifest
+    if not manifest.is_file():
+        log.info("generating the demo dataset into %s (first run only)", out)
+        make_demo_dataset(out)
+    return manifest
+
+
+def demo_model(root: Path) -> Path:
+    """The demo CLIP, trained from scratch on the demo dataset on first use (a few minutes)."""
+    from clipsearch.training.demo_model import build_demo_model
+
+    out = root / "model"
+    log.info("demo model: %s", out)
+    return build_demo_model(out, dataset_dir=root / "dataset")
 
 
 def run_demo(opts: DemoOptions) -> int:
     base = Settings()
     root = base.data_dir / "demo"
     root.mkdir(parents=True, exist_ok=True)
-    model = opts.model or str(demo_model(root))
     manifest = Path(opts.manifest) if opts.manifest else demo_dataset(root)
+    model = opts.model or str(demo_model(root))
     index_root = root / "data"
     if opts.fresh and index_root.exists():
         shutil.rmtree(index_root)

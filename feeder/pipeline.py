@@ -105,14 +105,15 @@ class FeedRun:
         self.dead.add(rejection)
         self.bar.update(1)
 
-    async def _feed_docs(self, fields: Sequence[DocumentFields], hashes: Sequence[str],
+    async def _feed_docs(self, fields: Sequence[DocumentFields], fps: Sequence[str],
                          vectors: np.ndarray) -> None:
-        for f, chash, doc in zip(fields, hashes, make_documents(fields, vectors), strict=True):
+        """Send documents (fields + vectors); ``fps`` are their ledger fingerprints."""
+        for f, fp, doc in zip(fields, fps, make_documents(fields, vectors), strict=True):
             if doc is None:
                 self._skip(Rejection(id=f.id, file=f.image_uri, reason=Reason.encoder_error,
                                      detail="embedding is not a finite unit vector"))
             else:
-                await self.writer.add(doc, fingerprint(f, chash))
+                await self.writer.add(doc, fp)
 
     async def _finish(self, model_id: str) -> FeedReport:
         await self.writer.flush()
@@ -162,8 +163,8 @@ class FeedRun:
 
     async def _feed_reused(self, planned: list[Planned], entries: dict[str, StoredEntry],
                            store: EmbeddingStore) -> None:
-        fps = [(p.id, fingerprint(p.fields, p.content_hash)) for p in planned]
-        present = await still_indexed(self.index, self.ledger.load(), fps)
+        fps = {p.id: fingerprint(p.fields, p.content_hash) for p in planned}
+        present = await still_indexed(self.index, self.ledger.load(), list(fps.items()))
         todo = []
         for p in planned:
             if p.id in present:
@@ -174,7 +175,7 @@ class FeedRun:
         self.report.reused_embeddings = len(todo)
         for chunk in chunks(todo, REUSE_CHUNK):
             vectors = store.vectors({p.id: entries[p.id] for p in chunk})
-            await self._feed_docs([p.fields for p in chunk], [p.content_hash for p in chunk],
+            await self._feed_docs([p.fields for p in chunk], [fps[p.id] for p in chunk],
                                   np.stack([vectors[p.id] for p in chunk]))
 
     async def _encode_and_feed(self, todo: list[Planned], encoder: FeedEncoder,
@@ -241,7 +242,9 @@ class FeedRun:
         vectors = np.stack([v for _, v in buffer]).astype(np.float32)
         store.write(fields, hashes, vectors)
         self.report.encoded += len(buffer)
-        await self._feed_docs(fields, hashes, vectors)
+        await self._feed_docs(fields, [fingerprint(f, h) for f, h in zip(fields, hashes,
+                                                                          strict=True)],
+                              vectors)
 
     # --- from precomputed shards ------------------------------------------------------------
     async def run_shards(self) -> FeedReport:
@@ -274,17 +277,14 @@ class FeedRun:
             self.bar.total += len(chunk)
             fps = [(r.fields.id, fingerprint(r.fields, r.content_hash)) for r in chunk]
             present = await still_indexed(self.index, fed, fps)
-            todo = []
-            for r in chunk:
-                if r.fields.id in present:
-                    self.report.already_indexed += 1
-                    self.bar.update(1)
-                else:
-                    todo.append(r)
+            todo = [(r, fp) for r, (_, fp) in zip(chunk, fps, strict=True)
+                    if r.fields.id not in present]
+            self.report.already_indexed += len(chunk) - len(todo)
+            self.bar.update(len(chunk) - len(todo))
             self.report.reused_embeddings += len(todo)
             if todo:
-                await self._feed_docs([r.fields for r in todo], [r.content_hash for r in todo],
-                                      np.stack([r.vector for r in todo]))
+                await self._feed_docs([r.fields for r, _ in todo], [fp for _, fp in todo],
+                                      np.stack([r.vector for r, _ in todo]))
         return await self._finish(model_id)
 
 

@@ -352,6 +352,11 @@ class IndexConformance:
         if mode != Mode.lexical:
             assert set(ids(result)) == allowed
             assert result.total == len(allowed)
+        else:  # a prefilter: every matching allowed doc, scored as without the filter
+            unfiltered = await corpus_index.search(query.model_copy(update={"filters": Filters()}))
+            expected = {h.id: h.score for h in unfiltered.hits if h.id in allowed}
+            assert {h.id: round(h.score, 4) for h in result.hits} == {
+                k: round(v, 4) for k, v in expected.items()}
 
     @pytest.mark.parametrize("mode", list(Mode))
     async def test_exclude_ids(self, corpus_index: SearchIndex, mode: Mode) -> None:

@@ -159,10 +159,12 @@ async def test_remote_embedder_speaks_the_service(encoder: ClipEncoder) -> None:
     await http.aclose()
 
 
-def test_lifespan_loads_the_model_from_settings(tiny_clip_dir: Path) -> None:
-    app = create_app(Settings(model=str(tiny_clip_dir)))
+def test_lifespan_loads_the_model_from_settings(tiny_clip_dir: Path, tmp_path: Path) -> None:
+    app = create_app(Settings(model=str(tiny_clip_dir), data_dir=tmp_path, runtime="onnx"))
     with TestClient(app) as c:
-        assert c.get("/info").json()["model"] == str(tiny_clip_dir)
+        info = c.get("/info").json()
+        assert info["model"] == str(tiny_clip_dir) and info["runtime"] == "onnx"
+        assert list((tmp_path / "cache" / "onnx").rglob("vision.onnx"))
         assert c.post("/embed/text", json={"texts": ["x"]}).status_code == 200
     openapi = app.openapi()["paths"]["/embed/image"]["post"]["requestBody"]["content"]
     assert set(openapi) == {"multipart/form-data", "application/json"}

@@ -209,3 +209,27 @@ def test_cli_serve_answers_over_http(fed_settings: Settings) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_cli_demo_feeds_without_serving(tiny_clip_dir: Path, sample_dataset: Any,
+                                        tmp_path: Path) -> None:
+    env = {**os.environ, "CLIPSEARCH_DATA_DIR": str(tmp_path), "CLIPSEARCH_RUNTIME": "torch"}
+    cmd = [sys.executable, "-m", "clipsearch.cli", "demo", "--no-serve",
+           "--model", str(tiny_clip_dir), "--manifest", str(sample_dataset.manifest)]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "indexed" in first.stdout
+    # a second run reuses the shards and the index: nothing is encoded again
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    lines = dict(line.split(None, 1) for line in again.stdout.splitlines()
+                 if line.startswith(("encoded", "read")))
+    assert lines["encoded"].strip() == "0"
+    assert lines["read"].strip() == str(len(sample_dataset.records))
+
+
+def test_cli_reports_bad_settings(tmp_path: Path) -> None:
+    env = {**os.environ, "CLIPSEARCH_BACKEND": "elastic"}
+    r = subprocess.run([sys.executable, "-m", "clipsearch.cli", "serve"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "backend" in r.stderr

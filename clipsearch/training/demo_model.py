@@ -43,7 +43,7 @@ class DemoModelSpec(BaseModel):
     batch_size: int = Field(64, ge=2)
     lr: float = 1e-3
     patience: int = Field(4, ge=1)
-    threads: int = Field(2, ge=1)
+    threads: int = Field(1, ge=1)
 
 
 def init_random_clip(out_dir: Path, spec: DemoModelSpec) -> Path:
