@@ -5,20 +5,21 @@ invalid ones (negative mode), sent in-process through the ASGI app with the stan
 embedder of ``tests/api_fakes.py``. Checked on every response:
 
 * no 5xx (a 500 is always a bug; the fakes are up, so 502/503 are bugs here too);
-* the body conforms to the schema documented for its status code, and the content type too;
+* the body conforms to the schema documented for its status code, and so does the content type;
 * every 4xx body is the one error shape of ``clipsearch.http_errors`` with the right status;
 * (separately) every status code the app answers is documented in the schema.
 
 Hypothesis is driven directly (``@given`` over ``APIOperation.as_strategy``) rather than through
 schemathesis' pytest plugin: its lazy ``from_fixture`` loader reads a private pytest attribute
-that pytest 9 no longer has. Runs are derandomized (same examples every run) and bounded by
-``MAX_EXAMPLES`` per operation and generation mode.
+(``Function._nodeid``) that pytest 9 no longer has. Runs are derandomized (the same examples
+every run) and bounded by ``MAX_EXAMPLES`` per operation and generation mode; all checks run on
+each response once, in one module-scoped exploration.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import pytest
 import schemathesis
@@ -41,6 +42,72 @@ from tests.api_fakes import FakeEmbedder, RecordingIndex, doc
 
 MAX_EXAMPLES = 25
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+SCHEMA_CHECKS: dict[str, Callable[..., object]] = {
+    "not_a_server_error": not_a_server_error,
+    "response_schema_conformance": response_schema_conformance,
+    "content_type_conformance": content_type_conformance,
+    "status_code_conformance": status_code_conformance,
+}
+EXPECTED_OPERATIONS = {"GET /search", "POST /search", "GET /documents/{doc_id}",
+                       "GET /images/{doc_id}", "GET /health", "GET /ready", "GET /metrics"}
+
+
+@dataclass
+class Exploration:
+    """What the generated requests found: per check, one curl command per distinct failure."""
+
+    failures: dict[str, dict[str, str]] = field(default_factory=dict)
+    statuses: dict[str, set[int]] = field(default_factory=dict)
+    calls: int = 0
+
+    def add(self, check: str, problem: str, curl: str) -> None:
+        self.failures.setdefault(check, {}).setdefault(problem, curl)
+
+    def report(self, *checks: str) -> str:
+        return "\n".join(f"[{check}] {problem}\n    {curl}" for check in checks
+                         for problem, curl in self.failures.get(check, {}).items())
+
+
+def error_shape_problem(response: Response) -> str | None:
+    """Why a 4xx/5xx body is not ``{"error": {"status", "reason", "message"}}``, or None."""
+    if response.status_code < 400:
+        return None
+    try:
+        body = ErrorBody.model_validate_json(response.content)
+    except ValidationError as exc:
+        return f"{response.status_code} body is not the error shape: {exc.errors()[0]['msg']}"
+    if body.error.status != response.status_code:
+        return f"error.status {body.error.status} != HTTP {response.status_code}"
+    if not body.error.message.strip() or not body.error.reason:
+        return f"{response.status_code} error without reason or message"
+    return None
+
+
+def _has_inputs(op: APIOperation) -> bool:
+    return bool(list(op.iter_parameters())) or bool(op.body)
+
+
+def _explore_operation(op: APIOperation, mode: GenerationMode, found: Exploration) -> None:
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+              phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(case=op.as_strategy(generation_mode=mode))
+    def run(case: Case) -> None:
+        response = case.call()
+        found.calls += 1
+        found.statuses.setdefault(op.label, set()).add(response.status_code)
+        where = f"{op.label} [{mode.value}]"
+        for name, check in SCHEMA_CHECKS.items():
+            try:
+                case.validate_response(response, checks=[check])  # type: ignore[list-item]
+            except (AssertionError, BaseExceptionGroup) as exc:
+                first = str(exc).strip().splitlines()
+                found.add(name, f"{where} {first[-1] if first else exc!r} "
+                                f"(HTTP {response.status_code})", case.as_curl_command())
+        if problem := error_shape_problem(response):
+            found.add("error_shape", f"{where} {problem}", case.as_curl_command())
+
+    run()
 
 
 @pytest.fixture(scope="module")
@@ -52,87 +119,49 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaseSchema]
     schemathesis.python.asgi.shutdown_lifespans()
 
 
-def _operations(schema: BaseSchema) -> list[APIOperation]:
-    return [result.ok() for result in schema.get_all_operations()]
+@pytest.fixture(scope="module")
+def exploration(api_schema: BaseSchema) -> Exploration:
+    found = Exploration()
+    for result in api_schema.get_all_operations():
+        op = result.ok()
+        for mode in MODES:
+            if mode == GenerationMode.POSITIVE or _has_inputs(op):
+                _explore_operation(op, mode, found)
+    return found
 
 
-def _has_inputs(op: APIOperation) -> bool:
-    return bool(list(op.iter_parameters())) or bool(op.body)
+def test_schema_lists_the_gateway_operations(api_schema: BaseSchema) -> None:
+    labels = {result.ok().label for result in api_schema.get_all_operations()}
+    assert EXPECTED_OPERATIONS <= labels, labels
 
 
-def _error_shape(response: Response) -> str | None:
-    """Why a 4xx/5xx body is not ``{"error": {"status", "reason", "message"}}``, or None."""
-    if response.status_code < 400:
-        return None
-    try:
-        body = ErrorBody.model_validate_json(response.content)
-    except ValidationError as exc:
-        return f"{response.status_code} body is not the error shape: {exc.errors()[0]['msg']}"
-    if body.error.status != response.status_code:
-        return f"error.status {body.error.status} != HTTP {response.status_code}"
-    if not body.error.message:
-        return f"{response.status_code} error has an empty message"
-    return None
-
-
-def _explore(op: APIOperation, mode: GenerationMode, check: object) -> list[str]:
-    """Run generated cases for one operation; return one line per distinct failure."""
-    failures: dict[str, str] = {}
-
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-              phases=[Phase.explicit, Phase.generate],
-              suppress_health_check=list(HealthCheck))
-    @given(case=op.as_strategy(generation_mode=mode))
-    def run(case: Case) -> None:
-        response = case.call()
-        problems: list[str] = []
-        try:
-            case.validate_response(response, checks=[check])  # type: ignore[list-item]
-        except (AssertionError, BaseExceptionGroup) as exc:
-            problems.append(str(exc).strip().splitlines()[0] + f" ({response.status_code})")
-        if check is not_a_server_error and (shape := _error_shape(response)):
-            problems.append(shape)
-        for problem in problems:
-            failures.setdefault(f"{op.label} [{mode.value}] {problem}",
-                                case.as_curl_command())
-
-    run()
-    return [f"{what}\n    {curl}" for what, curl in failures.items()]
-
-
-@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
-def test_no_server_errors_and_one_error_shape(api_schema: BaseSchema,
-                                              mode: GenerationMode) -> None:
-    found = [line for op in _operations(api_schema) if mode == GenerationMode.POSITIVE
-             or _has_inputs(op) for line in _explore(op, mode, not_a_server_error)]
-    assert not found, "\n".join(found)
-
-
-@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
-def test_responses_conform_to_the_schema(api_schema: BaseSchema, mode: GenerationMode) -> None:
-    found = [line for op in _operations(api_schema) if mode == GenerationMode.POSITIVE
-             or _has_inputs(op) for check in (response_schema_conformance,
-                                              content_type_conformance)
-             for line in _explore(op, mode, check)]
-    assert not found, "\n".join(found)
-
-
-def test_every_status_code_is_documented(api_schema: BaseSchema) -> None:
-    found = [line for op in _operations(api_schema) for mode in MODES
-             if mode == GenerationMode.POSITIVE or _has_inputs(op)
-             for line in _explore(op, mode, status_code_conformance)]
-    assert not found, "\n".join(found)
-
-
-def test_schema_covers_the_gateway(api_schema: BaseSchema) -> None:
-    labels = {op.label for op in _operations(api_schema)}
-    assert {"GET /search", "POST /search", "GET /documents/{doc_id}", "GET /images/{doc_id}",
-            "GET /health", "GET /ready", "GET /metrics"} <= labels
-
-
-def test_schema_file_is_what_the_app_serves(api_schema: BaseSchema, tmp_path: Path) -> None:
-    """The generated requests really reach the app: a known-good case answers 200."""
+def test_generated_requests_reach_the_app(api_schema: BaseSchema,
+                                          exploration: Exploration) -> None:
     case = api_schema["/search"]["GET"].Case(query={"q": "caption", "mode": "lexical"})
     response = case.call()
     assert response.status_code == 200, response.text
     assert len(response.json()["hits"]) == 5
+    # the exploration got past validation too, not only 422s
+    assert exploration.calls >= MAX_EXAMPLES * len(EXPECTED_OPERATIONS)
+    assert 200 in exploration.statuses["GET /search"]
+    assert 200 in exploration.statuses["POST /search"]
+    assert 422 in exploration.statuses["GET /search"]
+
+
+def test_no_server_errors(exploration: Exploration) -> None:
+    assert "not_a_server_error" not in exploration.failures, \
+        exploration.report("not_a_server_error")
+
+
+def test_errors_have_one_shape(exploration: Exploration) -> None:
+    assert "error_shape" not in exploration.failures, exploration.report("error_shape")
+
+
+def test_responses_conform_to_the_schema(exploration: Exploration) -> None:
+    checks = ("response_schema_conformance", "content_type_conformance")
+    assert not any(c in exploration.failures for c in checks), exploration.report(*checks)
+
+
+def test_every_status_code_is_documented(exploration: Exploration) -> None:
+    assert "status_code_conformance" not in exploration.failures, \
+        exploration.report("status_code_conformance")

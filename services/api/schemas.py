@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clipsearch.documents import DocId, Label
-from clipsearch.search import MAX_LIMIT, MAX_OFFSET, Fusion, Mode
+from clipsearch.search import MAX_LIMIT, MAX_OFFSET, Fusion, LegScores, Mode
 
 QueryText = Annotated[str, Field(max_length=1000)]
 
@@ -79,15 +79,10 @@ class ImageSearchForm(SearchParams):
         return self
 
 
-class LegScoresOut(BaseModel):
-    lexical: float | None = None
-    vector: float | None = None
-
-
 class HitOut(BaseModel):
     id: str
     score: float
-    scores: LegScoresOut
+    scores: LegScores = Field(description="Each leg's score (None: the leg did not run)")
     captions: list[str]
     dataset: str
     category: str | None = None
