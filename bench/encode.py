@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,10 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def _embed_one(encoder: ClipEncoder, text: str) -> object:
+    return encoder.embed_texts([text])
+
+
 def _best(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -54,23 +59,13 @@ def _best(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def _latencies(fn: Callable[[str], object], n: int) -> tuple[float, float]:
-    samples = []
-    for i in range(n):
-        q = QUERIES[i % len(QUERIES)] + f" {i}"  # distinct texts: no cache hits
-        start = time.perf_counter()
-        fn(q)
-        samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
-    return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--images", type=int, default=16, help="images per timed batch")
-    ap.add_argument("--repeats", type=int, default=2, help="timed repeats (best is kept)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="interleaved image rounds (best is kept)")
     ap.add_argument("--queries", type=int, default=40, help="text queries for p50/p95")
     ap.add_argument("--runtimes", nargs="*", default=None,
                     help="default: torch torch-bf16 onnx onnx-int8 (CPU); torch torch-fp16")
@@ -94,17 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     base_model = model.to(args.device)
     px = torch.from_numpy(pixels).to(args.device)
 
-    # --- baseline: plain transformers, eager fp32 ---
-    def eager_images() -> torch.Tensor:
+    # --- the contenders: plain transformers eager fp32 (the baseline) and each runtime ---
+    def eager_images() -> object:
         with torch.no_grad():
             out = features(base_model.get_image_features(pixel_values=px))
         if cuda:
             torch.cuda.synchronize()
         return out
-
-    ref = eager_images().float().cpu().numpy()
-    eager_s = _best(eager_images, args.repeats)
-    eager_ips = args.images / eager_s
 
     def eager_text(pad77: bool) -> Callable[[str], object]:
         def run(q: str) -> object:
@@ -116,50 +107,71 @@ def main(argv: list[str] | None = None) -> int:
             return out.cpu()
         return run
 
-    eager_text(False)("warm up")
-    e50, e95 = _latencies(eager_text(False), args.queries)
-    p50_77, p95_77 = _latencies(eager_text(True), max(10, args.queries // 4))
-    print(f"\n{'runtime':<14}{'images/s':>10}{'x eager':>9}{'cos min':>10}"
-          f"{'text p50':>10}{'p95 ms':>8}{'x eager':>9}")
-    print(f"{'eager fp32':<14}{eager_ips:>10.2f}{1.0:>9.2f}{1.0:>10.6f}{e50:>10.2f}{e95:>8.2f}"
-          f"{1.0:>9.2f}")
-    print(f"{'eager pad-77':<14}{'':>10}{'':>9}{'':>10}{p50_77:>10.2f}{p95_77:>8.2f}"
-          f"{e50 / p50_77:>9.2f}")
+    with torch.no_grad():
+        ref = features(base_model.get_image_features(pixel_values=px)).float().cpu().numpy()
+        ref_ids = tokenizer(QUERIES, padding=True, return_tensors="pt")
+        ref_txt = features(base_model.get_text_features(
+            **{k: v.to(args.device) for k, v in ref_ids.items()})).float().cpu().numpy()
 
     cache = Path(tempfile.mkdtemp(prefix="clipsearch-bench-onnx-"))
     opts = RuntimeOptions(device=args.device, threads=args.threads, model_id="bench-vit-b32",
                           cache_dir=cache)
-    ref_ids = tokenizer(QUERIES, padding=True, return_tensors="np")
-    with torch.no_grad():
-        ref_txt = features(base_model.get_text_features(
-            input_ids=torch.from_numpy(ref_ids["input_ids"]).to(args.device),
-            attention_mask=torch.from_numpy(ref_ids["attention_mask"]).to(args.device),
-        )).float().cpu().numpy()
-
-    results: dict[str, float] = {}
+    images_fn: dict[str, Callable[[], object]] = {"eager fp32": eager_images}
+    text_fn: dict[str, Callable[[str], object]] = {"eager fp32": eager_text(False),
+                                                   "eager pad-77": eager_text(True)}
+    cosine: dict[str, float] = {"eager fp32": 1.0}
+    built: dict[str, float] = {}
     for name in names:
         try:
             start = time.perf_counter()
             rt: Runtime = build_runtime(name, model, opts)
-            build_s = time.perf_counter() - start
+            built[name] = time.perf_counter() - start
         except ValueError as exc:
             print(f"{name:<14}skipped: {exc}")
             continue
         encoder = ClipEncoder(model_id="bench", tokenizer=tokenizer, spec=spec, runtime=rt,
                               dim=512, max_text_tokens=77, image_batch=args.images,
                               text_cache_size=0)
-        got = rt.image(pixels)
-        cos_img = float(np.min(np.sum(_unit(got) * _unit(ref), axis=1)))
+        cos_img = float(np.min(np.sum(_unit(rt.image(pixels)) * _unit(ref), axis=1)))
         got_txt = encoder.embed_texts(QUERIES).vectors
         cos_txt = float(np.min(np.sum(got_txt * _unit(ref_txt), axis=1)))
-        seconds = _best(lambda rt=rt: rt.image(pixels), args.repeats)  # type: ignore[misc]
-        ips = args.images / seconds
-        encoder.embed_texts(["warm up"])
-        t50, t95 = _latencies(lambda q, enc=encoder: enc.embed_texts([q]),  # type: ignore[misc]
-                              args.queries)
-        results[name] = ips
-        print(f"{name:<14}{ips:>10.2f}{ips / eager_ips:>9.2f}{min(cos_img, cos_txt):>10.6f}"
-              f"{t50:>10.2f}{t95:>8.2f}{e50 / t50:>9.2f}   (built in {build_s:.1f} s)")
+        cosine[name] = min(cos_img, cos_txt)
+        images_fn[name] = partial(rt.image, pixels)
+        text_fn[name] = partial(_embed_one, encoder)
+
+    # Interleaved (round-robin) so a busy neighbour slows every contender alike.
+    best = {name: float("inf") for name in images_fn}
+    for _ in range(args.repeats):
+        for name, run_images in images_fn.items():
+            best[name] = min(best[name], _best(run_images, 1))
+    lat: dict[str, list[float]] = {name: [] for name in text_fn}
+    for run_text in text_fn.values():
+        run_text("warm up")
+    for i in range(args.queries):
+        q = QUERIES[i % len(QUERIES)] + f" {i}"  # distinct texts: no cache hits
+        for name, run_text in text_fn.items():
+            if name == "eager pad-77" and i % 4:
+                continue  # the slow baseline gets a quarter of the samples
+            start = time.perf_counter()
+            run_text(q)
+            lat[name].append((time.perf_counter() - start) * 1000)
+
+    eager_ips = args.images / best["eager fp32"]
+    e50 = statistics.median(lat["eager fp32"])
+    results: dict[str, float] = {}
+    print(f"\n{'runtime':<14}{'images/s':>10}{'x eager':>9}{'cos min':>10}"
+          f"{'text p50':>10}{'p95 ms':>8}{'x eager':>9}")
+    for name in text_fn:
+        samples = sorted(lat[name])
+        t50, t95 = statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
+        if name in best:
+            ips = args.images / best[name]
+            results[name] = ips
+            head = f"{ips:>10.2f}{ips / eager_ips:>9.2f}{cosine[name]:>10.6f}"
+        else:
+            head = f"{'':>10}{'':>9}{'':>10}"
+        tail = f"   (built in {built[name]:.1f} s)" if name in built else ""
+        print(f"{name:<14}{head}{t50:>10.2f}{t95:>8.2f}{e50 / t50:>9.2f}{tail}")
 
     if not args.no_auto:
         candidates = [n for n in names if n not in ("onnx-int8",)]

@@ -9,7 +9,6 @@ import numpy as np
 from clipsearch.documents import DocumentFields, ImageDocument
 
 NORM_TOLERANCE = 1e-3
-_ALL_FIELDS = frozenset(ImageDocument.model_fields)
 
 
 def bad_rows(vectors: np.ndarray) -> np.ndarray:
@@ -31,6 +30,5 @@ def make_documents(fields: Sequence[DocumentFields],
     lists = vectors.astype(np.float32).tolist()
     out: list[ImageDocument | None] = []
     for f, vec, bad in zip(fields, lists, mask, strict=True):
-        out.append(None if bad else ImageDocument.model_construct(
-            _fields_set=set(_ALL_FIELDS), **f.__dict__, embedding=vec))
+        out.append(None if bad else ImageDocument.model_construct(**f.__dict__, embedding=vec))
     return out

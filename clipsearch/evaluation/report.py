@@ -84,7 +84,12 @@ def write_chart(report: EvalReport, path: Path) -> None:
     panels = [(m, qs) for m in report.models for qs in m.queries]
     sweeps = [m for m in report.models if m.sweep]
     n = max(1, len(panels) + len(sweeps))
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), squeeze=False)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    axes = [list(grid.flat)]
+    for ax in axes[0][n:]:
+        ax.set_visible(False)
     for ax, (m, qs) in zip(axes[0], panels, strict=False):
         labels = [r.label for r in m.retrieval]
         width = 0.8 / max(1, len(labels))

@@ -6,8 +6,9 @@
   scan otherwise); every candidate's closeness is then recomputed exactly from its stored
   float32 embedding, so the score never carries the index's quantisation error.
 * hybrid: one call per leg (``plan.window`` candidates each), the union of both, the missing
-  leg score of each candidate filled in (lexical: an FTS query restricted to those ids, 0 when
-  no term matched; vector: exact closeness), then ``clipsearch.fusion.fuse``.
+  leg score of each candidate filled in (lexical: an FTS query restricted to the vector hits'
+  ids, run while the lexical leg still runs, 0 when no term matched; vector: exact closeness
+  from the stored embedding), then ``clipsearch.fusion.fuse``.
 Filters and ``exclude_ids`` are prefilters on every call.
 """
 
@@ -166,28 +167,43 @@ async def run_vector(
     return SearchResult(hits=_hits(ranked, rows, plan), total=total)
 
 
+async def _vector_leg_with_bm25(
+    table: AsyncTable, vector: np.ndarray, text: str | None, where: str | None, limit: int,
+    ef: int,
+) -> tuple[pa.Table, dict[str, float]]:
+    """The vector leg, then the BM25 of its hits (started while the lexical leg still runs)."""
+    rows = await vector_leg(table, vector, where, limit, ef)
+    if text is None:
+        return rows, {}
+    return rows, await lexical_scores_for(table, text, rows.column(ID).to_pylist(), where)
+
+
+async def _lexical_leg_or_none(
+    table: AsyncTable, text: str | None, where: str | None, limit: int
+) -> pa.Table | None:
+    if text is None:
+        return None
+    return await lexical_leg(table, text, where, limit, with_embedding=True)
+
+
 async def run_hybrid(
     table: AsyncTable, plan: SearchPlan, where: str | None, vector: np.ndarray, ef: int
 ) -> SearchResult:
     text = plan.text if _has_text(plan) else None
-    total_task = asyncio.ensure_future(count_matching(table, where))
-    if text is not None:
-        vec_rows, lex_rows = await asyncio.gather(
-            vector_leg(table, vector, where, plan.window, ef),
-            lexical_leg(table, text, where, plan.window, with_embedding=True),
-        )
-        lexical = dict(zip(lex_rows.column(ID).to_pylist(), lex_rows.column(SCORE).to_pylist(),
-                           strict=True))
-    else:
-        vec_rows = await vector_leg(table, vector, where, plan.window, ef)
-        lex_rows, lexical = vec_rows[:0], {}
+    (vec_rows, lexical), lex_rows, total = await asyncio.gather(
+        _vector_leg_with_bm25(table, vector, text, where, plan.window, ef),
+        _lexical_leg_or_none(table, text, where, plan.window),
+        count_matching(table, where),
+    )
+    if lex_rows is None:
+        lex_rows = vec_rows[:0]
+    else:  # the lexical leg's own scores win where both exist (identical once flushed)
+        lexical |= dict(zip(lex_rows.column(ID).to_pylist(),
+                            lex_rows.column(SCORE).to_pylist(), strict=True))
     union = pa.concat_tables([vec_rows.select(_RESULT_COLUMNS), lex_rows.select(_RESULT_COLUMNS)])
     vector_scores = dict(
         zip(union.column(ID).to_pylist(), _closeness(union, vector).tolist(), strict=True)
     )
-    if text is not None:
-        missing = [doc_id for doc_id in vector_scores if doc_id not in lexical]
-        lexical |= await lexical_scores_for(table, text, missing, where)
     candidates = [
         Candidate(id=doc_id, lexical=float(lexical.get(doc_id, 0.0)), vector=vector_scores[doc_id])
         for doc_id in sorted(vector_scores)
@@ -197,7 +213,7 @@ async def run_hybrid(
                 LegScores(lexical=c.lexical if text is not None else None, vector=c.vector))
         for c, score in fuse(candidates, plan.hybrid)
     ]
-    return SearchResult(hits=_hits(ranked, union, plan), total=await total_task)
+    return SearchResult(hits=_hits(ranked, union, plan), total=total)
 
 
 async def run_search(table: AsyncTable, plan: SearchPlan, options: EngineOptions) -> SearchResult:

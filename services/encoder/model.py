@@ -69,7 +69,10 @@ class ClipEncoder:
             torch.set_num_threads(threads)
         parts = load_clip_parts(model, revision=revision)
         opts = RuntimeOptions(device=device, threads=threads or torch.get_num_threads(),
-                              model_id=parts.name, revision=revision,
+                              model_id=parts.name,
+                              # the resolved hub commit, so an updated model is re-exported
+                              revision=revision or getattr(parts.model.config,
+                                                           "_commit_hash", None),
                               cache_dir=cache_dir or default_cache_dir(),
                               image_size=parts.spec.output_size[0])
         if runtime == "auto":
