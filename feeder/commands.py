@@ -31,6 +31,9 @@ async def run_feed_async(settings: Settings, request: FeedRequest, *,
     the encoder service at ``settings.encoder_url``, else ``settings.model`` loaded in-process.
     Objects passed in are not closed; the ones opened here are.
     """
+    if request.source is not None and not request.source.exists():  # before loading a model
+        raise InvalidRequest(f"dataset source {request.source} does not exist",
+                             reason="bad_source")
     own_index = index is None
     idx = open_index(settings) if index is None else index
     enc: FeedEncoder | None = None

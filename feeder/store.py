@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,7 @@ class EmbeddingStore:
             "image_uri": [f.image_uri for f in fields],
         }, schema=_schema(dim))
         self.root.mkdir(parents=True, exist_ok=True)
-        name = f"shard-{time.time_ns():020d}-{os.getpid()}.parquet"
+        name = f"shard-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
         final = self.root / name
         tmp = self.root / f".{name}.tmp"
         pq.write_table(table, tmp)
