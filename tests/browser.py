@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 import uvicorn
@@ -49,7 +49,7 @@ def find_browser() -> BrowserPaths | None:
     return BrowserPaths(chromium=chromium, chromedriver=driver)
 
 
-def launch(paths: BrowserPaths, user_data_dir: Path) -> WebDriver:
+def launch(paths: BrowserPaths, user_data_dir: Path) -> webdriver.Chrome:
     """Headless Chromium with a fresh profile; the explicit driver path keeps Selenium Manager
     from trying to download one."""
     options = webdriver.ChromeOptions()
@@ -64,13 +64,13 @@ def launch(paths: BrowserPaths, user_data_dir: Path) -> WebDriver:
     return driver
 
 
-def wait_for(driver: WebDriver, condition: Callable[[WebDriver], T | None | bool],
-             what: str, timeout_s: float = WAIT_S) -> T:
+def wait_for(driver: WebDriver, condition: Callable[[WebDriver], T | None], what: str,
+             timeout_s: float = WAIT_S) -> T:
     """Poll ``condition`` until it returns something truthy; fail with ``what`` at the
     deadline, including the page's status line to say where it got stuck."""
     try:
-        result: T = WebDriverWait(driver, timeout_s, poll_frequency=0.05).until(
-            condition, message=what)
+        result = cast(T, WebDriverWait(driver, timeout_s, poll_frequency=0.05).until(
+            condition, message=what))
     except Exception as exc:  # TimeoutException: add what the page shows
         status = driver.execute_script(
             "const s = document.getElementById('status'); return s ? s.textContent : null;")

@@ -240,3 +240,60 @@ def test_facets_count_the_top_hits(tmp_path: Path) -> None:
         assert body["facets"] == {"window": 5, "dataset": {"t": 5}, "category": {"a": 3, "b": 2}}
         assert len(body["hits"]) == 2
         assert c.get("/search", params={"q": "x"}).json()["facets"] is None
+
+
+def test_weighted_parts_combine_into_one_vector(tmp_path: Path) -> None:
+    import base64
+
+    import numpy as np
+
+    index = RecordingIndex([doc(i) for i in range(3)])
+    embedder = FakeEmbedder()
+    parts = [{"text": "harbour", "weight": 1.0}, {"image_id": "t:1", "weight": 0.5},
+             {"text": "boats", "weight": -0.5},
+             {"image": base64.b64encode(b"img").decode(), "weight": 2.0}]
+    with _client(tmp_path, index=index, embedder=embedder) as c:
+        r = c.post("/search", json={"q": "port", "parts": parts, "mode": "hybrid"})
+        assert r.status_code == 200, r.text
+    plan = index.plans[-1]
+    assert plan.text == "port harbour"  # positive text parts drive the lexical leg
+    assert embedder.texts == ["port", "harbour", "boats", "3"]  # "3": the fake embeds len(bytes)
+    from tests.api_fakes import unit
+
+    expected = (np.array(unit(4)) + np.array(unit(7)) - 0.5 * np.array(unit(5))
+                + 0.5 * np.array(index.docs["t:1"].embedding) + 2.0 * np.array(unit(1)))
+    expected /= np.linalg.norm(expected)
+    assert plan.vector == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_parts_that_cancel_are_422(tmp_path: Path) -> None:
+    with _client(tmp_path) as c:
+        r = c.post("/search", json={"parts": [{"text": "river", "weight": 1.0},
+                                              {"text": "river", "weight": -1.0}],
+                                    "mode": "vector"})
+        assert r.status_code == 422 and r.json()["error"]["reason"] == "degenerate_query"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"parts": [{"text": "a", "image_id": "t:1"}]},  # two sources in one part
+        {"parts": [{"weight": 1.0}]},  # no source
+        {"parts": [{"text": "a", "weight": 0}]},
+        {"parts": [{"text": "a", "weight": 11}]},
+        {"parts": [{"image_id": "t:1"}], "mode": "lexical"},
+        {"parts": [{"text": "a", "weight": -1}], "mode": "lexical"},
+        {"parts": []},
+        {"parts": [{"image": "not base64!!"}], "mode": "vector"},
+    ],
+)
+def test_bad_parts_are_422(tmp_path: Path, body: dict[str, Any]) -> None:
+    with _client(tmp_path) as c:
+        r = c.post("/search", json=body)
+        assert r.status_code == 422, r.text
+
+
+def test_unknown_image_id_in_parts_is_404(tmp_path: Path) -> None:
+    with _client(tmp_path) as c:
+        r = c.post("/search", json={"parts": [{"image_id": "t:404"}], "mode": "vector"})
+        assert r.status_code == 404

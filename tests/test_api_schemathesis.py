@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -105,8 +106,36 @@ def _has_inputs(op: APIOperation) -> bool:
     return bool(list(op.iter_parameters())) or bool(op.body)
 
 
-def _explore_operation(op: APIOperation, mode: GenerationMode, found: Exploration) -> None:
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+Inspect = Callable[[Case, Response, str, Exploration], None]
+
+
+def schema_checks(case: Case, response: Response, where: str, found: Exploration) -> None:
+    """Healthy dependencies: schemathesis' checks, plus the one error shape."""
+    for name, check in SCHEMA_CHECKS.items():
+        try:
+            case.validate_response(response, checks=[check])  # type: ignore[list-item]
+        except (AssertionError, BaseExceptionGroup) as exc:
+            found.add(name, f"{where} {_title(exc)} (HTTP {response.status_code})",
+                      case.as_curl_command())
+    if problem := error_shape_problem(response):
+        found.add("error_shape", f"{where} {problem}", case.as_curl_command())
+
+
+def degraded_checks(case: Case, response: Response, where: str, found: Exploration) -> None:
+    """Dependencies down: 503 with Retry-After and the error shape, never 500/502."""
+    status = response.status_code
+    if status >= 500 and status != 503:
+        found.add("degraded", f"{where} HTTP {status}", case.as_curl_command())
+    if status == 503 and "retry-after" not in {k.lower() for k in response.headers}:
+        found.add("degraded", f"{where} 503 without Retry-After", case.as_curl_command())
+    # /ready answers its documented Readiness body on 503, not the error shape
+    if case.operation.label != "GET /ready" and (problem := error_shape_problem(response)):
+        found.add("error_shape", f"{where} {problem}", case.as_curl_command())
+
+
+def _explore_operation(op: APIOperation, mode: GenerationMode, found: Exploration,
+                       inspect: Inspect, max_examples: int = MAX_EXAMPLES) -> None:
+    @settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
               phases=[Phase.explicit, Phase.generate],
               suppress_health_check=list(HealthCheck))
     @given(case=op.as_strategy(generation_mode=mode))
@@ -114,25 +143,21 @@ def _explore_operation(op: APIOperation, mode: GenerationMode, found: Exploratio
         response = case.call()
         found.calls += 1
         found.statuses.setdefault(op.label, set()).add(response.status_code)
-        where = f"{op.label} [{mode.value}]"
-        for name, check in SCHEMA_CHECKS.items():
-            try:
-                case.validate_response(response, checks=[check])  # type: ignore[list-item]
-            except (AssertionError, BaseExceptionGroup) as exc:
-                found.add(name, f"{where} {_title(exc)} (HTTP {response.status_code})",
-                          case.as_curl_command())
-        if problem := error_shape_problem(response):
-            found.add("error_shape", f"{where} {problem}", case.as_curl_command())
+        inspect(case, response, f"{op.label} [{mode.value}]", found)
 
     run()
+
+
+def _schema_for(index: RecordingIndex, embedder: FakeEmbedder,
+                data_dir: Path) -> BaseSchema:
+    app = create_app(Settings(data_dir=data_dir), index=index, embedder=embedder)
+    return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaseSchema]:
     index = RecordingIndex([doc(i) for i in range(5)])
-    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("schemathesis")),
-                     index=index, embedder=FakeEmbedder())
-    yield schemathesis.openapi.from_asgi("/openapi.json", app)
+    yield _schema_for(index, FakeEmbedder(), tmp_path_factory.mktemp("schemathesis"))
     shutdown_lifespans()
 
 
@@ -142,8 +167,21 @@ def exploration(api_schema: BaseSchema) -> Exploration:
     for op in operations(api_schema):
         for mode in MODES:
             if mode == GenerationMode.POSITIVE or _has_inputs(op):
-                _explore_operation(op, mode, found)
+                _explore_operation(op, mode, found, schema_checks)
     return found
+
+
+@pytest.fixture(scope="module")
+def degraded_exploration(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exploration]:
+    """The same app with the index and the encoder both down; valid requests only."""
+    schema = _schema_for(RecordingIndex([doc(1)], down=True), FakeEmbedder(down=True),
+                         tmp_path_factory.mktemp("schemathesis-down"))
+    found = Exploration()
+    for op in operations(schema):
+        _explore_operation(op, GenerationMode.POSITIVE, found, degraded_checks,
+                           max_examples=MAX_EXAMPLES // 2)
+    yield found
+    shutdown_lifespans()
 
 
 def test_schema_lists_the_gateway_operations(api_schema: BaseSchema) -> None:
@@ -184,3 +222,12 @@ def test_responses_conform_to_the_schema(exploration: Exploration) -> None:
 def test_every_status_code_is_documented(exploration: Exploration) -> None:
     assert "status_code_conformance" not in exploration.failures, \
         exploration.report("status_code_conformance")
+
+
+def test_dependencies_down_give_503_with_retry_after(degraded_exploration: Exploration) -> None:
+    found = degraded_exploration
+    assert "degraded" not in found.failures, found.report("degraded")
+    assert "error_shape" not in found.failures, found.report("error_shape")
+    assert 503 in found.statuses["GET /search"]
+    assert found.statuses["GET /ready"] == {503}
+    assert found.statuses["GET /health"] == {200}  # liveness does not depend on them

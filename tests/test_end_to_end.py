@@ -233,3 +233,32 @@ def test_cli_reports_bad_settings(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "clipsearch.cli", "serve"], env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "backend" in r.stderr
+
+
+def test_weighted_query_parts_with_the_real_model(client: TestClient,
+                                                  sample_dataset: Any) -> None:
+    rec = sample_dataset.records[2]
+    doc_id = f"sample:{rec.id}"
+    body = client.post("/search", json={"parts": [{"image_id": doc_id, "weight": 2.0},
+                                                  {"text": "woodland", "weight": 0.1}],
+                                        "mode": "vector", "limit": 3}).json()
+    assert body["hits"][0]["id"] == doc_id
+    single = client.post("/search", json={"parts": [{"text": "woodland"}], "mode": "vector",
+                                          "limit": 5}).json()
+    plain = _search(client, q="woodland", mode="vector", limit=5)
+    assert [h["id"] for h in single["hits"]] == [h["id"] for h in plain["hits"]]
+    r = client.post("/search", json={"parts": [{"image_id": doc_id, "weight": 1.0},
+                                               {"image_id": doc_id, "weight": -1.0}],
+                                     "mode": "vector"})
+    assert r.status_code == 422 and r.json()["error"]["reason"] == "degenerate_query"
+
+
+def test_upload_search_with_the_real_model(client: TestClient, sample_dataset: Any) -> None:
+    rec = sample_dataset.records[7]
+    data = (sample_dataset.root / rec.file).read_bytes()
+    r = client.post("/search/image", files={"image": ("q.png", data, "image/png")},
+                    data={"mode": "vector", "limit": 3})
+    assert r.status_code == 200, r.text
+    assert r.json()["hits"][0]["id"] == f"sample:{rec.id}"
+    bad = client.post("/search/image", files={"image": ("q.png", data[:40], "image/png")})
+    assert bad.status_code == 422 and bad.json()["error"]["reason"].startswith("invalid_image")

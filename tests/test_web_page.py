@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -52,7 +53,7 @@ def server(tiny_clip_dir: Path, sample_dataset: Any,
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chrome]:
     paths = find_browser()
     assert paths is not None
     driver = launch(paths, tmp_path_factory.mktemp("chromium-profile"))
@@ -63,7 +64,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 
 
 @pytest.fixture()
-def page(browser: WebDriver, server: ThreadServer) -> WebDriver:
+def page(browser: Chrome, server: ThreadServer) -> Chrome:
     browser.get(f"{server.url}/")
     wait_for(browser, lambda d: d.execute_script("return document.readyState") == "complete",
              "the page to load")
@@ -108,14 +109,14 @@ def api_ids(server: ThreadServer, **params: Any) -> list[str]:
     return [h["id"] for h in r.json()["hits"]]
 
 
-def console_errors(driver: WebDriver) -> list[str]:
+def console_errors(driver: Chrome) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
 # --- tests -------------------------------------------------------------------------------
 
 
-def test_query_shows_result_cards(page: WebDriver, server: ThreadServer,
+def test_query_shows_result_cards(page: Chrome, server: ThreadServer,
                                   tmp_path: Path) -> None:
     page.get_log("browser")  # drop anything from earlier pages
     type_query(page, "woodland trees")
@@ -167,6 +168,15 @@ def test_more_like_this_shows_similar_images(page: WebDriver, server: ThreadServ
     assert similar == api_ids(server, image_id=source_id, mode="vector", exclude_image="true")
     assert page.find_element(By.ID, "q").get_attribute("value") == ""
     assert page.find_element(By.CSS_SELECTOR, "input[name=mode][value=vector]").is_selected()
+
+
+def test_uploaded_image_finds_itself(page: WebDriver, sample_dataset: Any) -> None:
+    rec = next(r for r in sample_dataset.records if r.category == "forest")
+    page.find_element(By.ID, "upload").send_keys(str(sample_dataset.root / rec.file))
+    wait_status(page, "like the uploaded image")
+    shown = cards(page)
+    assert shown[0]["id"] == f"sample:{rec.id}"
+    assert "vector 1.000" in shown[0]["scores"]
 
 
 @pytest.mark.parametrize(("field", "value", "mentions"), [

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from clipsearch.embedder import Embedder
 from clipsearch.embeddings import check_dimension, l2_normalize
-from clipsearch.errors import BackendUnavailable, NotFound
+from clipsearch.errors import (
+    BackendUnavailable,
+    ImageTooLarge,
+    InvalidImage,
+    InvalidRequest,
+    NotFound,
+)
 from clipsearch.index.base import SearchIndex
 from clipsearch.search import Filters, HybridParameters, Mode, SearchPlan
-from services.api.schemas import SearchParams
+from services.api.schemas import QueryPart, SearchParams
+
+# Parts whose weighted sum is shorter than this fraction of sum(|weight|) cancel out.
+DEGENERATE_FRACTION = 0.05
 
 
 @dataclass
@@ -44,6 +55,66 @@ def _need_embedder(embedder: Embedder | None) -> Embedder:
     return embedder
 
 
+def _decode_base64(data: str, max_bytes: int) -> bytes:
+    if len(data) > (max_bytes * 4) // 3 + 8:
+        raise ImageTooLarge(f"image is larger than {max_bytes} bytes")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidImage("image is not valid base64") from exc
+
+
+@dataclass
+class _Encoded:
+    vectors: list[np.ndarray] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    model_id: str | None = None
+    texts: list[str] = field(default_factory=list)
+
+
+async def _encode_parts(
+    parts: list[QueryPart], *, index: SearchIndex, embedder: Embedder | None,
+    templates: dict[str, str], datasets: list[str], use_prompt: bool, upload: bytes | None,
+    max_image_bytes: int,
+) -> _Encoded:
+    out = _Encoded()
+    texts = [(p.weight, prompt_for(p.text.strip(), datasets, templates) if use_prompt
+              else p.text.strip()) for p in parts if p.text]
+    images = [(p.weight, _decode_base64(p.image, max_image_bytes)) for p in parts if p.image]
+    if upload is not None:
+        images.append((1.0, upload))
+    for p in parts:
+        if p.image_id:
+            doc = await index.get(p.image_id)
+            if doc is None:
+                raise NotFound(f"no indexed image with id {p.image_id!r}")
+            out.vectors.append(np.asarray(doc.embedding, dtype=np.float32))
+            out.weights.append(p.weight)
+            out.model_id = doc.model_id or out.model_id
+    if texts:
+        emb = await _need_embedder(embedder).embed_texts([t for _, t in texts])
+        out.vectors.extend(emb.vectors)
+        out.weights.extend(w for w, _ in texts)
+        out.model_id, out.texts = emb.model_id, [t for _, t in texts]
+    if images:
+        emb = await _need_embedder(embedder).embed_images([b for _, b in images])
+        out.vectors.extend(emb.vectors)
+        out.weights.extend(w for w, _ in images)
+        out.model_id = emb.model_id
+    return out
+
+
+def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """``sum(weight * vector)`` normalised; parts that (nearly) cancel out are refused."""
+    total = np.sum([w * v for w, v in zip(weights, vectors, strict=True)], axis=0)
+    scale = float(np.sum(np.abs(weights)))
+    if float(np.linalg.norm(total)) < DEGENERATE_FRACTION * scale:
+        raise InvalidRequest(
+            "the weighted query parts cancel each other out: the combined vector has no "
+            "direction; change the weights", reason="degenerate_query")
+    return l2_normalize(total)[0]
+
+
 async def plan_search(
     req: SearchParams,
     *,
@@ -52,33 +123,22 @@ async def plan_search(
     candidates: int,
     templates: dict[str, str] | None = None,
     upload: bytes | None = None,
+    max_image_bytes: int = 20 * 1024 * 1024,
 ) -> PlannedQuery:
     started = time.perf_counter()
     vector: list[float] | None = None
     model_id: str | None = None
     vector_text: str | None = None
     if req.mode in (Mode.vector, Mode.hybrid):
-        parts: list[np.ndarray] = []
-        if req.image_id:
-            doc = await index.get(req.image_id)
-            if doc is None:
-                raise NotFound(f"no indexed image with id {req.image_id!r}")
-            parts.append(np.asarray(doc.embedding, dtype=np.float32))
-            model_id = doc.model_id or None
-        if upload is not None:
-            emb = await _need_embedder(embedder).embed_images([upload])
-            parts.append(emb.vectors[0])
-            model_id = emb.model_id
-        if req.text:
-            vector_text = (prompt_for(req.text, req.dataset, templates or {})
-                           if req.prompt else req.text)
-            emb = await _need_embedder(embedder).embed_texts([vector_text])
-            parts.append(emb.vectors[0])
-            model_id = emb.model_id
-        for part in parts:
-            check_dimension(part, index.dim)
-        # Several query parts (text + image) are averaged on the unit sphere.
-        vector = l2_normalize(np.sum(parts, axis=0))[0].tolist()
+        enc = await _encode_parts(
+            req.query_parts(), index=index, embedder=embedder, templates=templates or {},
+            datasets=req.dataset, use_prompt=req.prompt, upload=upload,
+            max_image_bytes=max_image_bytes)
+        for v in enc.vectors:
+            check_dimension(v, index.dim)
+        vector = combine(enc.vectors, enc.weights).tolist()
+        model_id = enc.model_id
+        vector_text = " | ".join(enc.texts) or None
     # Hybrid without text has no lexical leg: it is a vector search.
     mode = Mode.vector if (req.mode == Mode.hybrid and not req.text) else req.mode
     plan = SearchPlan(

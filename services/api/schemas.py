@@ -43,8 +43,39 @@ class SearchParams(BaseModel):
 
     @property
     def text(self) -> str | None:
+        """The text of the lexical leg."""
         text = (self.q or "").strip()
         return text or None
+
+    def query_parts(self) -> list[QueryPart]:
+        """What the vector leg combines: ``q`` and ``image_id`` are parts of weight 1."""
+        parts = []
+        if self.image_id:
+            parts.append(QueryPart(image_id=self.image_id))
+        q = (self.q or "").strip()
+        if q:
+            parts.append(QueryPart(text=q))
+        return parts
+
+
+class QueryPart(BaseModel):
+    """One term of a weighted query: exactly one of text, image_id or image (base64)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: QueryText | None = None
+    image_id: DocId | None = None
+    image: str | None = Field(None, description="Base64-encoded image file")
+    weight: float = Field(1.0, ge=-10.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> QueryPart:
+        given = [x for x in (self.text and self.text.strip(), self.image_id, self.image) if x]
+        if len(given) != 1:
+            raise ValueError("a query part needs exactly one of text, image_id or image")
+        if self.weight == 0:
+            raise ValueError("a query part's weight must not be 0")
+        return self
 
 
 class SearchRequest(SearchParams):
@@ -59,6 +90,50 @@ class SearchRequest(SearchParams):
             raise ValueError("mode 'lexical' cannot search by image; use vector or hybrid")
         if not text and not self.image_id:
             raise ValueError("give query text q, an image_id, or both")
+        return self
+
+
+class SearchBody(SearchParams):
+    """``POST /search``: the query-string fields plus weighted query ``parts``.
+
+    ``parts`` combine into one unit vector for the vector leg (``sum(weight * embedding)``,
+    normalised; negative weights push away). Text parts with a positive weight also drive the
+    lexical leg, after ``q``.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"q": "baseball field near a river", "mode": "hybrid", "limit": 10},
+                {"parts": [{"text": "harbour", "weight": 1.0},
+                           {"image_id": "rsicd:port_3.jpg", "weight": 0.5},
+                           {"text": "boats", "weight": -0.5}], "mode": "hybrid"},
+            ]
+        },
+    )
+
+    parts: list[QueryPart] = Field(default_factory=list, max_length=10)
+
+    @property
+    def text(self) -> str | None:
+        words = [(self.q or "").strip()] + [
+            p.text.strip() for p in self.parts if p.text and p.weight > 0]
+        text = " ".join(w for w in words if w)
+        return text[:2000] or None
+
+    def query_parts(self) -> list[QueryPart]:
+        return [*super().query_parts(), *self.parts]
+
+    @model_validator(mode="after")
+    def _combination(self) -> SearchBody:
+        if self.mode == Mode.lexical:
+            if not self.text:
+                raise ValueError("mode 'lexical' needs query text (q or a positive text part)")
+            if self.image_id or any(p.text is None for p in self.parts):
+                raise ValueError("mode 'lexical' cannot search by image; use vector or hybrid")
+        if not self.query_parts():
+            raise ValueError("give query text q, an image_id, or parts")
         return self
 
 

@@ -17,6 +17,7 @@ from services.api.schemas import (
     HitOut,
     ImageSearchForm,
     QueryEcho,
+    SearchBody,
     SearchParams,
     SearchRequest,
     SearchResponse,
@@ -92,7 +93,8 @@ async def run_search(req: SearchParams, state: ApiState,
     try:
         planned = await plan_search(req, index=state.index, embedder=state.embedder,
                                     candidates=state.settings.candidates,
-                                    templates=state.settings.prompt_templates, upload=upload)
+                                    templates=state.settings.prompt_templates, upload=upload,
+                                    max_image_bytes=state.settings.max_image_bytes)
         t0 = time.perf_counter()
         result, facets = await _execute(planned, state, req.facets)
         search_ms = (time.perf_counter() - t0) * 1000
@@ -120,7 +122,7 @@ async def search_get(
 
 @router.post("/search", response_model=SearchResponse, summary="Search (JSON body)")
 async def search_post(
-    body: SearchRequest, state: ApiState = Depends(get_state)
+    body: SearchBody, state: ApiState = Depends(get_state)
 ) -> SearchResponse:
     return await run_search(body, state)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -24,6 +25,9 @@ from transformers import CLIPModel
 from services.encoder.runtimes.torch_runtime import features
 
 OPSET = 17
+# Per-channel weights; 7-bit range avoids the u8*s8 saturation of AVX2 kernels without VNNI
+# (measured on a ViT-B/32: text cos 0.9986 -> 0.9990, images 0.99967 -> 0.99971, same speed).
+QUANT_OPTIONS: dict[str, Any] = {"per_channel": True, "reduce_range": True}
 FILES = {"fp32": ("text.onnx", "vision.onnx"), "int8": ("text.int8.onnx", "vision.int8.onnx")}
 
 
@@ -35,7 +39,7 @@ def default_cache_dir() -> Path:
 def cache_key(model_id: str, revision: str | None) -> str:
     """Model id + revision (+ the weight files' size and mtime for a local folder)."""
     parts: dict[str, Any] = {"model": model_id, "revision": revision, "opset": OPSET,
-                             "torch": torch.__version__}
+                             "torch": torch.__version__, "int8": QUANT_OPTIONS}
     folder = Path(model_id).expanduser()
     if folder.is_dir():
         parts["files"] = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
@@ -85,12 +89,22 @@ def export_onnx(model: CLIPModel, out_dir: Path, *, image_size: int) -> None:
             opset_version=OPSET, dynamo=False)
 
 
+def _not_from_quantizer(record: logging.LogRecord) -> bool:
+    """onnxruntime's quantizer logs hundreds of per-tensor lines on the root logger."""
+    return "/onnxruntime/quantization/" not in record.pathname.replace("\\", "/")
+
+
 def quantize_int8(fp32_dir: Path, out_dir: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    for src, dst in zip(FILES["fp32"], FILES["int8"], strict=True):
-        quantize_dynamic(fp32_dir / src, out_dir / dst, weight_type=QuantType.QInt8,
-                         per_channel=True)
+    root = logging.getLogger()
+    root.addFilter(_not_from_quantizer)
+    try:
+        for src, dst in zip(FILES["fp32"], FILES["int8"], strict=True):
+            quantize_dynamic(fp32_dir / src, out_dir / dst, weight_type=QuantType.QInt8,
+                             **QUANT_OPTIONS)
+    finally:
+        root.removeFilter(_not_from_quantizer)
 
 
 def ensure_onnx(model: CLIPModel, cache_dir: Path, key: str, *, precision: str,
