@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="default: torch torch-bf16 onnx onnx-int8 (CPU); torch torch-fp16")
     ap.add_argument("--no-auto", action="store_true", help="skip the auto selection")
     args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="clipsearch-bench-onnx-") as tmp:
+        args.cache_dir = tmp  # the ViT-B/32 exports (~0.7 GB) are removed afterwards
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         ref_txt = features(base_model.get_text_features(
             **{k: v.to(args.device) for k, v in ref_ids.items()})).float().cpu().numpy()
 
-    cache = Path(tempfile.mkdtemp(prefix="clipsearch-bench-onnx-"))
+    cache = Path(args.cache_dir)
     opts = RuntimeOptions(device=args.device, threads=args.threads, model_id="bench-vit-b32",
                           cache_dir=cache)
     images_fn: dict[str, Callable[[], object]] = {"eager fp32": eager_images}

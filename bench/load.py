@@ -14,12 +14,16 @@
    level bounded by ``--requests`` AND ``--seconds``, and measures the same queries through
    ``index.search()`` called in-process (no HTTP, no encoder): the baseline of the same run.
 
-Prints a Markdown table and the targets (hybrid p50 <= 20 ms at concurrency 1, hybrid >= 50
-QPS at concurrency 8). The load generator shares the machine with the server: on a 2-core box
-the client's own CPU use is part of what is measured.
+Prints Markdown tables: QPS and p50/p95/p99 per mode and concurrency next to the baseline and
+the ratios, the server's own time per request (its ``X-Response-Time-Ms`` header), and the CPU
+time per request of the server, of the load generator and of the baseline (from ``/proc``),
+then the targets (hybrid p50 <= 20 ms at concurrency 1, hybrid >= 50 QPS at concurrency 8).
+The load generator shares the machine with the server: on a 2-core box its CPU use (~2 ms a
+request for httpx) is part of what is measured, and so is anything else running there.
 
     .venv/bin/python bench/load.py --n 20000 --data-dir /tmp/clipsearch-load
     .venv/bin/python bench/load.py --n 200000 --data-dir data/bench-load --json out.json
+    .venv/bin/python bench/load.py --n 200000 --modes hybrid --concurrency 1,8 --candidates 30
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -83,9 +87,17 @@ class CorpusSpec:
     version: int = CORPUS_VERSION
 
 
-def corpus_settings(data_dir: Path, spec: CorpusSpec) -> Settings:
-    return Settings(data_dir=data_dir, table="loadbench", embedding_dim=spec.dim,
-                    vector_index_min_rows=max(256, min(spec.n, 50_000)), encoder_url="")
+def corpus_settings(data_dir: Path, spec: CorpusSpec, **serving: object) -> Settings:
+    """Settings of the corpus index; ``serving`` overrides query-time knobs (candidates,
+    hnsw_ef) without changing what is built."""
+    return Settings.model_validate({
+        "data_dir": data_dir, "table": "loadbench", "embedding_dim": spec.dim,
+        "vector_index_min_rows": max(256, min(spec.n, 50_000)), "encoder_url": "", **serving})
+
+
+def serving_overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {k: v for k, v in (("candidates", args.candidates), ("hnsw_ef", args.hnsw_ef))
+            if v is not None}
 
 
 def _captions(rng: np.random.Generator, count: int) -> list[str]:
@@ -127,7 +139,8 @@ async def build_index(data_dir: Path, spec: CorpusSpec) -> dict[str, object]:
     index = open_index(settings)
     try:
         if await index.count() > 0:
-            raise SystemExit(f"{settings.index_dir} holds another index; use a fresh --data-dir")
+            raise SystemExit(f"{settings.index_dir} holds an unfinished or different index "
+                             "(no matching marker): delete it or use a fresh --data-dir")
         centroids = l2_normalize(
             np.random.default_rng(spec.seed).normal(size=(200, spec.dim)).astype(np.float32))
         t0 = time.perf_counter()
@@ -198,7 +211,7 @@ def serve(args: argparse.Namespace) -> None:
     from services.api.app import create_app
 
     spec = CorpusSpec(n=args.n, dim=args.dim)
-    settings = corpus_settings(Path(args.data_dir), spec)
+    settings = corpus_settings(Path(args.data_dir), spec, **serving_overrides(args))
     if args.embedder == "tiny":
         from services.encoder.tiny import build_tiny_clip
 
@@ -218,6 +231,9 @@ def free_port() -> int:
 def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, __file__, "--serve", "--port", str(port), "--n", str(args.n),
            "--dim", str(args.dim), "--data-dir", str(args.data_dir), "--embedder", args.embedder]
+    for flag, value in (("--candidates", args.candidates), ("--hnsw-ef", args.hnsw_ef)):
+        if value is not None:
+            cmd += [flag, str(value)]
     proc = subprocess.Popen(cmd)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -244,6 +260,9 @@ class Level:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    server_ms: list[float] = field(default_factory=list)  # X-Response-Time-Ms (HTTP only)
+    cpu_ms: float = float("nan")  # CPU per request of the serving process (or of the baseline)
+    client_cpu_ms: float = float("nan")  # CPU per request of the load generator (HTTP only)
 
     @property
     def qps(self) -> float:
@@ -251,6 +270,9 @@ class Level:
 
     def pct(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+    def server_pct(self, q: float) -> float:
+        return float(np.percentile(self.server_ms, q)) if self.server_ms else float("nan")
 
 
 def make_queries(count: int, seed: int) -> list[str]:
@@ -291,6 +313,11 @@ class HttpTarget:
         self.client = client
         self.limit = limit
         self.failures: list[str] = []
+        self.server_ms: list[float] = []
+
+    def take_server_ms(self) -> list[float]:
+        taken, self.server_ms = self.server_ms, []
+        return taken
 
     async def __call__(self, mode: Mode, query: str) -> bool:
         try:
@@ -301,6 +328,8 @@ class HttpTarget:
             return False
         if r.status_code != 200:
             self.failures.append(f"{r.status_code}: {r.text[:200]}")
+        elif (inside := r.headers.get("x-response-time-ms")) is not None:
+            self.server_ms.append(float(inside))
         return r.status_code == 200
 
 
@@ -326,8 +355,33 @@ class DirectTarget:
         return True
 
 
-async def measure(args: argparse.Namespace,
-                  port: int) -> tuple[list[Level], list[Level], list[str]]:
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU of a process, all its threads (Linux ``/proc``; own process: os)."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def metered(run: Awaitable[Level], server_pid: int | None) -> Level:
+    """Run one level and attach the CPU per request spent by the server and by this process."""
+    own0, server0 = cpu_seconds(), cpu_seconds(server_pid) if server_pid else 0.0
+    level = await run
+    own, server = cpu_seconds() - own0, (cpu_seconds(server_pid) - server0) if server_pid else 0.0
+    per = 1000.0 / max(1, level.requests)
+    if server_pid:
+        level.cpu_ms, level.client_cpu_ms = server * per, own * per
+    else:
+        level.cpu_ms = own * per
+    return level
+
+
+async def measure(args: argparse.Namespace, port: int,
+                  server_pid: int) -> tuple[list[Level], list[Level], list[str]]:
     queries = make_queries(512, SEED + 1)
     levels = [int(c) for c in args.concurrency.split(",")]
     http_levels: list[Level] = []
@@ -335,22 +389,25 @@ async def measure(args: argparse.Namespace,
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
                                  timeout=30) as client:
         target = HttpTarget(client, args.limit)
-        for mode in MODES:
+        for mode in args.modes:
             await closed_loop(target, mode, 1, queries, args.warmup, 60)  # warm caches
             for c in levels:
-                http_levels.append(await closed_loop(target, mode, c, queries, args.requests,
-                                                     args.seconds))
+                target.take_server_ms()
+                level = await metered(closed_loop(target, mode, c, queries, args.requests,
+                                                  args.seconds), server_pid)
+                level.server_ms = target.take_server_ms()
+                http_levels.append(level)
     spec = CorpusSpec(n=args.n, dim=args.dim)
-    settings = corpus_settings(Path(args.data_dir), spec)
+    settings = corpus_settings(Path(args.data_dir), spec, **serving_overrides(args))
     index = open_index(settings)
     base_levels: list[Level] = []
     try:
         direct = DirectTarget(index, HashEmbedder(args.dim), args.limit, settings.candidates)
-        for mode in MODES:
+        for mode in args.modes:
             await closed_loop(direct, mode, 1, queries, args.warmup, 60)
             for c in levels:
-                base_levels.append(await closed_loop(direct, mode, c, queries, args.requests,
-                                                     args.seconds))
+                base_levels.append(await metered(closed_loop(
+                    direct, mode, c, queries, args.requests, args.seconds), None))
     finally:
         await index.close()
     return http_levels, base_levels, target.failures[:5]
@@ -362,17 +419,32 @@ async def measure(args: argparse.Namespace,
 def table(http_levels: list[Level], base_levels: list[Level]) -> str:
     base = {(b.mode, b.concurrency): b for b in base_levels}
     lines = [
-        "| mode | conc. | requests | errors | QPS | p50 ms | p95 ms | p99 ms "
+        "| mode | conc. | requests | errors | QPS | p50 ms | p95 ms | p99 ms | in-app p50 ms "
         "| baseline QPS | baseline p50 ms | baseline p95 ms | QPS ratio | p50 ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for h in http_levels:
         b = base[(h.mode, h.concurrency)]
         lines.append(
             f"| {h.mode} | {h.concurrency} | {h.requests} | {h.errors} | {h.qps:.1f} "
-            f"| {h.pct(50):.1f} | {h.pct(95):.1f} | {h.pct(99):.1f} | {b.qps:.1f} "
+            f"| {h.pct(50):.1f} | {h.pct(95):.1f} | {h.pct(99):.1f} | {h.server_pct(50):.1f} "
+            f"| {b.qps:.1f} "
             f"| {b.pct(50):.1f} | {b.pct(95):.1f} | {h.qps / b.qps:.2f} "
             f"| {h.pct(50) / b.pct(50):.2f} |")
+    return "\n".join(lines)
+
+
+def cpu_table(http_levels: list[Level], base_levels: list[Level]) -> str:
+    base = {(b.mode, b.concurrency): b for b in base_levels}
+    lines = [
+        "| mode | conc. | server CPU ms/req | load-generator CPU ms/req | baseline CPU ms/req "
+        "| server / baseline CPU |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for h in http_levels:
+        b = base[(h.mode, h.concurrency)]
+        lines.append(f"| {h.mode} | {h.concurrency} | {h.cpu_ms:.1f} | {h.client_cpu_ms:.1f} "
+                     f"| {b.cpu_ms:.1f} | {h.cpu_ms / b.cpu_ms:.2f} |")
     return "\n".join(lines)
 
 
@@ -401,6 +473,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=15.0, help="max seconds per level")
     p.add_argument("--warmup", type=int, default=20, help="warm-up requests per mode")
     p.add_argument("--limit", type=int, default=10, help="hits per query")
+    p.add_argument("--modes", type=lambda v: [Mode(m) for m in v.split(",")],
+                   default=list(MODES), help="comma-separated: lexical,vector,hybrid")
+    p.add_argument("--candidates", type=int, default=None,
+                   help="per-leg candidates (CLIPSEARCH_CANDIDATES; default: the setting's)")
+    p.add_argument("--hnsw-ef", type=int, default=None,
+                   help="HNSW search list (CLIPSEARCH_HNSW_EF; default: the setting's)")
     p.add_argument("--embedder", choices=("hash", "tiny"), default="hash",
                    help="query encoder in the server (see the module docstring)")
     p.add_argument("--build-only", action="store_true", help="build/reuse the index, then exit")
@@ -426,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     port = free_port()
     proc = start_server(args, port)
     try:
-        http_levels, base_levels, failures = asyncio.run(measure(args, port))
+        http_levels, base_levels, failures = asyncio.run(measure(args, port, proc.pid))
     finally:
         proc.terminate()
         try:
@@ -435,13 +513,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             proc.kill()
     encoder = ("deterministic hash embedder (microseconds; measures gateway + index, not a model)"
                if args.embedder == "hash" else "tiny random-weight CLIP (user code path)")
+    knobs = corpus_settings(args.data_dir, spec, **serving_overrides(args))
     print(f"\n## Search API load test: {args.n} documents, {args.dim}-d, top-{args.limit}, "
-          f"{os.cpu_count()} CPUs\n")
+          f"candidates {knobs.candidates}, hnsw_ef {knobs.hnsw_ef}, {os.cpu_count()} CPUs\n")
     print(f"Query encoder in the server: {encoder}. Baseline: the same queries through "
-          "`index.search()` in-process (no HTTP, no encoder), same run. Each level is bounded "
-          f"by {args.requests} requests and {args.seconds:g} s; client and server share the "
-          "machine.\n")
+          "`index.search()` in-process (no HTTP, no encoder), same run. In-app: the server's "
+          "own X-Response-Time-Ms (routing, encoding, search, serialisation; no socket or "
+          f"client). Each level is bounded by {args.requests} requests and {args.seconds:g} s; "
+          "client and server share the machine. QPS ratio = HTTP / baseline, p50 ratio = "
+          "HTTP / baseline.\n")
     print(table(http_levels, base_levels))
+    print("\nCPU time per request (user + system, all threads), same levels:\n")
+    print(cpu_table(http_levels, base_levels))
     print()
     print("\n".join(targets(http_levels)))
     if failures:

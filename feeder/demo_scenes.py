@@ -14,6 +14,12 @@ Everything is drawn from ``(seed, index)``: the same arguments give the same fil
 and any subset can be regenerated alone. A few thousand 96-px images take well under a minute.
 The output is the generic format the feeder reads: ``images/`` plus ``manifest.jsonl`` (``id,
 file, captions, dataset, category, split``); ``scenes.jsonl`` adds each image's ``kind``.
+
+Opt-in attribute for query steering: with ``text_label_fraction > 0`` that share of images
+carries a drawn text label (a white rectangle with black letters, like a sign or a map
+annotation) and every manifest row gets ``labels``: ``["text_label"]`` or ``[]``. The label
+is decided and drawn from its own random stream, so the scenes and captions stay the same as
+without it, and with the default 0.0 the output is byte-for-byte unchanged.
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from pydantic import BaseModel, Field
 
 RGB = tuple[int, int, int]
+TEXT_LABEL = "text_label"
 
 
 class SceneKind(StrEnum):
@@ -97,6 +104,7 @@ class DemoRecord(BaseModel):
     dataset: str
     category: str
     split: str
+    labels: list[str] | None = None  # only with text_label_fraction > 0
 
 
 class DemoScene(BaseModel):
@@ -254,6 +262,25 @@ def draw_scene(category: str, kind: SceneKind, rng: random.Random, size: int) ->
     return Image.fromarray(arr, "RGB")
 
 
+_LABEL_WORDS = ["HOTEL", "PARK", "EXIT", "SALE", "MAP", "A12", "ZONE", "GATE", "N 45", "B7",
+                "FARM", "LOT 3", "PIER", "DEPOT"]
+
+
+def draw_text_label(img: Image.Image, rng: random.Random) -> Image.Image:
+    """A white rectangle with black letters at a random place (the ``text_label`` attribute)."""
+    s = img.width
+    w = rng.randint(int(s * 0.45), int(s * 0.65))
+    h = rng.randint(int(s * 0.16), int(s * 0.24))
+    x, y = rng.randint(1, s - w - 1), rng.randint(1, s - h - 1)
+    out = img.copy()
+    d = ImageDraw.Draw(out)
+    d.rectangle((x, y, x + w, y + h), fill=_jitter(rng, (245, 245, 240), 8), outline=(20, 20, 20))
+    font = ImageFont.load_default(size=max(6, int(h * 0.75)))
+    d.text((x + w // 2, y + h // 2), rng.choice(_LABEL_WORDS), fill=(10, 10, 10), font=font,
+           anchor="mm")
+    return out
+
+
 # --------------------------------------------------------------------------- captions
 
 
@@ -325,10 +352,17 @@ def make_demo_dataset(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     categories: list[str] | None = None,
+    text_label_fraction: float = 0.0,
 ) -> DemoDataset:
-    """Draw ``n_per_category`` scenes per category into ``out_dir`` (generic format)."""
+    """Draw ``n_per_category`` scenes per category into ``out_dir`` (generic format).
+
+    ``text_label_fraction``: share of images that carry a drawn text label (opt-in; see the
+    module docstring).
+    """
     if n_per_category < 1 or captions_per_image < 1 or image_size < 16:
         raise ValueError("n_per_category and captions_per_image must be >= 1, image_size >= 16")
+    if not 0.0 <= text_label_fraction <= 1.0:
+        raise ValueError("text_label_fraction must be in [0, 1]")
     chosen = [c for c in CATEGORIES if categories is None or c.name in categories]
     if categories is not None and len(chosen) != len(set(categories)):
         unknown = sorted(set(categories) - set(CATEGORY_NAMES))
@@ -344,13 +378,23 @@ def make_demo_dataset(
             kind = _kind(rng, hard_fraction)
             split = _split(rng, val_fraction, test_fraction)
             name = f"{category.name}_{i:04d}"
-            draw_scene(category.name, kind, rng, image_size).save(images / f"{name}.png")
+            img = draw_scene(category.name, kind, rng, image_size)
+            labels: list[str] | None = None
+            if text_label_fraction > 0:
+                label_rng = random.Random(f"{seed}:{category.name}:{i}:{c_index}:label")
+                labelled = label_rng.random() < text_label_fraction
+                labels = [TEXT_LABEL] if labelled else []
+                if labelled:
+                    img = draw_text_label(img, label_rng)
+            img.save(images / f"{name}.png")
             records.append(DemoRecord(
                 id=name, file=f"images/{name}.png", dataset=dataset, category=category.name,
-                split=split, captions=write_captions(category, kind, rng, captions_per_image)))
+                split=split, captions=write_captions(category, kind, rng, captions_per_image),
+                labels=labels))
             scenes.append(DemoScene(id=name, category=category.name, kind=kind))
     manifest = out_dir / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps(r.model_dump()) + "\n" for r in records))
+    manifest.write_text(
+        "".join(json.dumps(r.model_dump(exclude_none=True)) + "\n" for r in records))
     (out_dir / "scenes.jsonl").write_text(
         "".join(json.dumps(s.model_dump(mode="json")) + "\n" for s in scenes))
     return DemoDataset(root=out_dir, manifest=manifest, records=records, scenes=scenes)

@@ -297,3 +297,52 @@ def test_unknown_image_id_in_parts_is_404(tmp_path: Path) -> None:
     with _client(tmp_path) as c:
         r = c.post("/search", json={"parts": [{"image_id": "t:404"}], "mode": "vector"})
         assert r.status_code == 404
+
+
+def _save_probe(data_dir: Path, name: str, direction: list[float], model_id: str) -> None:
+    from datetime import UTC, datetime
+
+    from clipsearch.steering import Probe, ProbeStore
+    from clipsearch.steering.probe import ProbeQuality
+
+    probe = Probe(name=name, attribute="textness", model_id=model_id, dim=len(direction),
+                  direction=direction, coef_norm=1.0, intercept=0.0,
+                  quality=ProbeQuality(accuracy=0.9, balanced_accuracy=0.9, n_train=8,
+                                       n_test=2),
+                  n_positive=5, n_negative=5, created=datetime.now(UTC))
+    ProbeStore(Settings(data_dir=data_dir), model_id=model_id, dim=len(direction)).save(probe)
+
+
+def test_steer_moves_the_text_vector_along_the_probe(tmp_path: Path) -> None:
+    import numpy as np
+
+    from tests.api_fakes import unit
+
+    direction = unit(99)
+    _save_probe(tmp_path, "textness", direction, "fake-clip")
+    index = RecordingIndex([doc(1)])
+    with _client(tmp_path, index=index) as c:
+        r = c.get("/search", params={"q": "river", "mode": "vector", "steer": "textness:1.5"})
+        assert r.status_code == 200, r.text
+        expected = np.array(unit(5)) + 1.5 * np.array(direction)
+        expected /= np.linalg.norm(expected)
+        assert index.plans[-1].vector == pytest.approx(expected.tolist(), abs=1e-5)
+        for steer, reason in [("nope:1", "unknown_probe"), ("textness:3", "invalid_steer"),
+                              ("textness:x", "invalid_steer")]:
+            r = c.get("/search", params={"q": "river", "steer": steer})
+            assert r.status_code == 422, (steer, r.text)
+            assert r.json()["error"]["reason"].startswith(reason.split("_")[0])
+        r = c.get("/search", params={"image_id": "t:1", "mode": "vector",
+                                     "steer": "textness:1"})
+        assert r.status_code == 422 and "text" in r.json()["error"]["message"]
+
+
+def test_steer_refuses_a_probe_of_another_model(tmp_path: Path) -> None:
+    from tests.api_fakes import unit
+
+    _save_probe(tmp_path, "other", unit(3), "some/other-model")
+    with _client(tmp_path) as c:
+        r = c.get("/search", params={"q": "river", "steer": "other:1"})
+        assert r.status_code == 422
+        assert "other-model" in r.json()["error"]["message"] or \
+            "model" in r.json()["error"]["message"]

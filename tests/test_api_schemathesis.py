@@ -38,7 +38,9 @@ from schemathesis.core.transport import Response
 from schemathesis.python.asgi import shutdown_lifespans
 from schemathesis.schemas import APIOperation, BaseSchema
 
+from clipsearch.documents import ImageDocument
 from clipsearch.http_errors import ErrorBody
+from clipsearch.search import SearchPlan, SearchResult
 from clipsearch.settings import Settings
 from services.api.app import create_app
 from tests.api_fakes import FakeEmbedder, RecordingIndex, doc
@@ -53,6 +55,8 @@ SCHEMA_CHECKS: dict[str, Callable[..., object]] = {
 }
 EXPECTED_OPERATIONS = {"GET /search", "POST /search", "GET /documents/{doc_id}",
                        "GET /images/{doc_id}", "GET /health", "GET /ready", "GET /metrics"}
+
+ID_OPERATIONS = {"GET /search", "POST /search", "GET /documents/{doc_id}"}
 
 
 @dataclass
@@ -140,18 +144,38 @@ def _explore_operation(op: APIOperation, mode: GenerationMode, found: Exploratio
               suppress_health_check=list(HealthCheck))
     @given(case=op.as_strategy(generation_mode=mode))
     def run(case: Case) -> None:
-        response = case.call()
-        found.calls += 1
-        found.statuses.setdefault(op.label, set()).add(response.status_code)
-        inspect(case, response, f"{op.label} [{mode.value}]", found)
+        check_case(case, f"{op.label} [{mode.value}]", found, inspect)
 
     run()
+
+
+def check_case(case: Case, where: str, found: Exploration, inspect: Inspect) -> None:
+    """Send one case and record what ``inspect`` finds wrong with the response."""
+    label = case.operation.label
+    found.calls += 1
+    try:
+        response = case.call()
+    except Exception as exc:  # in-process, an unhandled error in the app surfaces here (a 500)
+        found.statuses.setdefault(label, set()).add(500)
+        found.add("not_a_server_error", f"{where} unhandled {type(exc).__name__}: {exc}",
+                  case.as_curl_command())
+        return
+    found.statuses.setdefault(label, set()).add(response.status_code)
+    inspect(case, response, where, found)
 
 
 def _schema_for(index: RecordingIndex, embedder: FakeEmbedder,
                 data_dir: Path) -> BaseSchema:
     app = create_app(Settings(data_dir=data_dir), index=index, embedder=embedder)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+class KnowsEveryId(RecordingIndex):
+    """Answers ``get`` for any id with a stored document renamed to it."""
+
+    async def get(self, doc_id: str) -> ImageDocument | None:
+        self._check()
+        return self.docs.get(doc_id) or doc(len(doc_id), id=doc_id)
 
 
 @pytest.fixture(scope="module")
@@ -162,13 +186,21 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaseSchema]
 
 
 @pytest.fixture(scope="module")
-def exploration(api_schema: BaseSchema) -> Exploration:
+def exploration(api_schema: BaseSchema,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exploration]:
     found = Exploration()
     for op in operations(api_schema):
         for mode in MODES:
             if mode == GenerationMode.POSITIVE or _has_inputs(op):
                 _explore_operation(op, mode, found, schema_checks)
-    return found
+    # Generated image ids are random, so most valid requests that carry one end in a 404: run
+    # the valid requests again against an index that knows every id, to cover the 200 paths.
+    knowing = _schema_for(KnowsEveryId([doc(i) for i in range(5)]), FakeEmbedder(),
+                          tmp_path_factory.mktemp("schemathesis-ids"))
+    for op in operations(knowing):
+        if op.label in ID_OPERATIONS:
+            _explore_operation(op, GenerationMode.POSITIVE, found, schema_checks)
+    yield found
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +229,9 @@ def test_generated_requests_reach_the_app(api_schema: BaseSchema,
     assert len(response.json()["hits"]) == 5
     # the exploration got past validation too, not only 422s
     assert exploration.calls >= MAX_EXAMPLES * len(EXPECTED_OPERATIONS)
-    search_statuses = exploration.statuses["GET /search"] | exploration.statuses["POST /search"]
-    assert {200, 422} <= search_statuses
+    for label in ("GET /search", "POST /search"):
+        assert {200, 404, 422} <= exploration.statuses[label], label
+    assert 200 in exploration.statuses["GET /documents/{doc_id}"]
 
 
 def test_no_server_errors(exploration: Exploration) -> None:
@@ -231,3 +264,24 @@ def test_dependencies_down_give_503_with_retry_after(degraded_exploration: Explo
     assert 503 in found.statuses["GET /search"]
     assert found.statuses["GET /ready"] == {503}
     assert found.statuses["GET /health"] == {200}  # liveness does not depend on them
+
+
+class _BrokenIndex(RecordingIndex):
+    """An index with a bug: every search raises a plain exception (a 500 in the gateway)."""
+
+    async def search(self, plan: SearchPlan) -> SearchResult:
+        raise RuntimeError("bug (test)")
+
+
+def test_the_harness_catches_a_server_error(tmp_path: Path) -> None:
+    schema = _schema_for(_BrokenIndex([doc(1)]), FakeEmbedder(), tmp_path)
+    found = Exploration()
+    case = schema["/search"]["POST"].Case(body={"q": "river", "mode": "lexical"},
+                                          media_type="application/json")
+    try:
+        check_case(case, "POST /search [explicit]", found, schema_checks)
+    finally:
+        shutdown_lifespans()
+    assert 500 in found.statuses["POST /search"]
+    report = found.report("not_a_server_error")
+    assert "RuntimeError: bug (test)" in report and "curl -X POST" in report

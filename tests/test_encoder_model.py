@@ -73,6 +73,9 @@ def test_long_text_is_truncated_at_77_tokens(encoder: ClipEncoder) -> None:
     assert len(ids) == 77
     assert encoder.embed_texts([words]).vectors.shape == (1, 512)
     assert encoder.embed_texts([]).vectors.shape == (0, 512)
+    huge = words + " tail" * 500_000  # 2.5 MB: cut before tokenizing, same embedding
+    assert np.allclose(encoder.embed_texts([huge]).vectors, encoder.embed_texts([words]).vectors,
+                       atol=1e-6)
 
 
 def test_images_equal_transformers(encoder: ClipEncoder, reference: CLIPModel,

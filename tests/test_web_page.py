@@ -179,6 +179,21 @@ def test_uploaded_image_finds_itself(page: WebDriver, sample_dataset: Any) -> No
     assert "vector 1.000" in shown[0]["scores"]
 
 
+def test_facets_show_counts_per_category(page: WebDriver, server: ThreadServer) -> None:
+    type_query(page, "woodland")
+    pick_mode(page, "lexical")
+    wait_status(page, "· lexical ·")
+    page.find_element(By.ID, "facets").click()
+    page.find_element(By.ID, "go").click()
+    text = wait_for(page, lambda d: d.find_element(By.ID, "facet-box").text, "facet counts")
+    r = httpx.get(f"{server.url}/search", params={"q": "woodland", "mode": "lexical",
+                                                  "facets": "true", "limit": PAGE_LIMIT})
+    assert r.status_code == 200, r.text
+    for value, n in r.json()["facets"]["category"].items():
+        assert f"{value} ({n})" in text, text
+    assert "category: forest (" in text
+
+
 @pytest.mark.parametrize(("field", "value", "mentions"), [
     ("dataset", 'bad"value', "dataset"),
     ("q", "x" * 1001, "q"),

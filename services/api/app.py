@@ -19,7 +19,7 @@ from clipsearch.index.base import SearchIndex
 from clipsearch.settings import Settings
 from services.api.embedder_factory import open_embedder
 from services.api.metrics import ApiMetrics
-from services.api.routes import documents, health, search
+from services.api.routes import documents, health, locate, search
 from services.api.state import ApiState
 
 _FORM_OVERHEAD = 64 * 1024  # room for the form fields next to the largest allowed image
@@ -92,6 +92,7 @@ def create_app(
     app.include_router(search.router)
     app.include_router(documents.router)
     app.include_router(health.router)
+    app.include_router(locate.router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:

@@ -20,6 +20,7 @@ from clipsearch.errors import (
 )
 from clipsearch.index.base import SearchIndex
 from clipsearch.search import Filters, HybridParameters, Mode, SearchPlan
+from clipsearch.settings import Settings
 from services.api.schemas import QueryPart, SearchParams
 
 # Parts whose weighted sum is shorter than this fraction of sum(|weight|) cancel out.
@@ -68,6 +69,8 @@ def _decode_base64(data: str, max_bytes: int) -> bytes:
 class _Encoded:
     vectors: list[np.ndarray] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
+    text_vectors: list[np.ndarray] = field(default_factory=list)
+    text_weights: list[float] = field(default_factory=list)
     model_id: str | None = None
     texts: list[str] = field(default_factory=list)
 
@@ -93,8 +96,8 @@ async def _encode_parts(
             out.model_id = doc.model_id or out.model_id
     if texts:
         emb = await _need_embedder(embedder).embed_texts([t for _, t in texts])
-        out.vectors.extend(emb.vectors)
-        out.weights.extend(w for w, _ in texts)
+        out.text_vectors.extend(emb.vectors)
+        out.text_weights.extend(w for w, _ in texts)
         out.model_id, out.texts = emb.model_id, [t for _, t in texts]
     if images:
         emb = await _need_embedder(embedder).embed_images([b for _, b in images])
@@ -115,6 +118,25 @@ def combine(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
     return l2_normalize(total)[0]
 
 
+def _steered(enc: _Encoded, steer: str, settings: Settings, dim: int) -> _Encoded:
+    """Replace the text parts by their combination moved along the probe's direction."""
+    from clipsearch.steering import ProbeStore, apply_steer, parse_steer
+
+    spec = parse_steer(steer)
+    if not enc.text_vectors:
+        raise InvalidRequest("steer applies to text queries: give q or a text part",
+                             reason="invalid_steer")
+    probe = ProbeStore(settings, model_id=enc.model_id, dim=dim).for_steer(spec)
+    weight = float(np.sum(enc.text_weights))
+    if abs(weight) < 1e-6:
+        raise InvalidRequest("the text parts' weights sum to zero: nothing to steer",
+                             reason="invalid_steer")
+    text = combine(enc.text_vectors, enc.text_weights)
+    enc.text_vectors = [apply_steer(text, probe, spec.scale)]
+    enc.text_weights = [weight]
+    return enc
+
+
 async def plan_search(
     req: SearchParams,
     *,
@@ -124,6 +146,7 @@ async def plan_search(
     templates: dict[str, str] | None = None,
     upload: bytes | None = None,
     max_image_bytes: int = 20 * 1024 * 1024,
+    settings: Settings | None = None,
 ) -> PlannedQuery:
     started = time.perf_counter()
     vector: list[float] | None = None
@@ -134,9 +157,12 @@ async def plan_search(
             req.query_parts(), index=index, embedder=embedder, templates=templates or {},
             datasets=req.dataset, use_prompt=req.prompt, upload=upload,
             max_image_bytes=max_image_bytes)
-        for v in enc.vectors:
+        for v in (*enc.vectors, *enc.text_vectors):
             check_dimension(v, index.dim)
-        vector = combine(enc.vectors, enc.weights).tolist()
+        if req.steer:
+            enc = _steered(enc, req.steer, settings or Settings(), index.dim)
+        vector = combine([*enc.text_vectors, *enc.vectors],
+                         [*enc.text_weights, *enc.weights]).tolist()
         model_id = enc.model_id
         vector_text = " | ".join(enc.texts) or None
     # Hybrid without text has no lexical leg: it is a vector search.

@@ -40,6 +40,11 @@ class SearchParams(BaseModel):
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the vector leg (linear)")
     prompt: bool = Field(True, description="Apply the dataset's prompt template (vector leg)")
     facets: bool = Field(False, description="Counts per dataset/category among the top hits")
+    steer: str | None = Field(
+        None, max_length=200, pattern=r"^[^:\s]+:[^:\s]+$",
+        description="<probe>:<scale>, scale in [-2, 2]: move the TEXT query vector along a "
+        "trained probe's direction (see `clipsearch probe train`)",
+        examples=["textness:1.0"])
 
     @property
     def text(self) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TypeVar
 
 import torch
@@ -14,6 +16,7 @@ from services.encoder.batching import BatchObserver, MicroBatcher
 from services.encoder.model import ClipEncoder
 
 T = TypeVar("T")
+DECODE_THREADS = 2
 
 
 class LocalEmbedder:
@@ -28,6 +31,10 @@ class LocalEmbedder:
         self._max_bytes = settings.max_image_bytes
         self._max_pixels = settings.max_image_pixels
         torch.set_num_threads(settings.torch_threads)
+        # Decoding beside the model thread; bounded, so concurrent uploads of large images
+        # cannot hold more than a few decoded bitmaps in memory at once.
+        self._decoders = ThreadPoolExecutor(max_workers=DECODE_THREADS,
+                                            thread_name_prefix="clip-decode")
         self._batcher = MicroBatcher(encoder, max_items=settings.encoder_batch_max_items,
                                      max_wait_ms=settings.encoder_batch_wait_ms,
                                      on_batch=on_batch)
@@ -54,9 +61,9 @@ class LocalEmbedder:
 
     async def embed_images(self, images: Sequence[bytes]) -> Embeddings:
         items = list(images)
-        pixels = await asyncio.to_thread(
-            self._encoder.preprocess_images, items, max_bytes=self._max_bytes,
-            max_pixels=self._max_pixels)
+        prepare = partial(self._encoder.preprocess_images, items, max_bytes=self._max_bytes,
+                          max_pixels=self._max_pixels)
+        pixels = await asyncio.get_running_loop().run_in_executor(self._decoders, prepare)
         return await asyncio.wrap_future(self._batcher.submit_pixels(pixels))
 
     async def ping(self) -> None:
@@ -64,3 +71,4 @@ class LocalEmbedder:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._batcher.close)
+        self._decoders.shutdown(wait=False, cancel_futures=True)

@@ -94,7 +94,8 @@ async def run_search(req: SearchParams, state: ApiState,
         planned = await plan_search(req, index=state.index, embedder=state.embedder,
                                     candidates=state.settings.candidates,
                                     templates=state.settings.prompt_templates, upload=upload,
-                                    max_image_bytes=state.settings.max_image_bytes)
+                                    max_image_bytes=state.settings.max_image_bytes,
+                                    settings=state.settings)
         t0 = time.perf_counter()
         result, facets = await _execute(planned, state, req.facets)
         search_ms = (time.perf_counter() - t0) * 1000
