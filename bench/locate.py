@@ -93,6 +93,8 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="a built demo model (or any CLIP folder)")
     ap.add_argument("--build-demo", type=Path, help="build the demo model here first")
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--runtime", default="torch",
+                    help="encoder runtime (torch = fp32 reference; auto|onnx-int8|torch-bf16...)")
     args = ap.parse_args()
     model = args.model
     if model is None:
@@ -100,10 +102,12 @@ def main() -> None:
             ap.error("give --model or --build-demo")
         from clipsearch.training.demo_model import build_demo_model
         model = build_demo_model(args.build_demo / "model", dataset_dir=args.build_demo / "data")
-    settings = Settings(data_dir=Path(tempfile.mkdtemp()), model=str(model), runtime="torch")
-    emb = LocalEmbedder(ClipEncoder.load(str(model), runtime="torch", threads=1), settings)
+    data_dir = Path(tempfile.mkdtemp())
+    settings = Settings(data_dir=data_dir, model=str(model), runtime=args.runtime)
+    emb = LocalEmbedder(ClipEncoder.load(str(model), runtime=args.runtime, threads=1,
+                                         cache_dir=data_dir / "onnx"), settings)
     app = create_app(settings, index=RecordingIndex([doc(1)]), embedder=emb)
-    print(f"model {model} (torch fp32, 1 thread)")
+    print(f"model {model} (runtime {emb.encoder.runtime.name}, 1 thread)")
     with TestClient(app) as c:
         for size in (256, 1024):
             for scales in ("2,3,4", "2,3"):
