@@ -8,7 +8,7 @@ BPE_WHEEL := .cache/wheels/open_clip_torch-3.3.0-py3-none-any.whl
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test lint typecheck pytest demo bench clean vespa-package
+.PHONY: setup browser test lint typecheck pytest demo bench clean vespa-package
 
 setup: $(STAMP) $(BPE_WHEEL)
 
@@ -31,7 +31,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup
+# Debian's chromium + chromedriver for the page test (skipped, with the reason, without them).
+browser:
+	sh scripts/install-browser.sh || echo "browser not installed: the page test will be skipped"
+
+pytest: setup browser
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest

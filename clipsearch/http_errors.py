@@ -99,3 +99,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return error_response(500, "internal_error", "internal error (this is a bug)")
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries that document the error shape for these statuses."""
+    what = {400: "Malformed request body", 401: "Missing or wrong API key",
+            404: "Unknown id", 413: "Upload too large", 422: "Invalid parameters",
+            502: "The index answered with an error", 503: "A dependency is down (Retry-After)"}
+    return {s: {"model": ErrorBody, "description": what.get(s, "Error")} for s in statuses}

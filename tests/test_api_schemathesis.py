@@ -45,7 +45,7 @@ from clipsearch.settings import Settings
 from services.api.app import create_app
 from tests.api_fakes import FakeEmbedder, RecordingIndex, doc
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 20
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 SCHEMA_CHECKS: dict[str, Callable[..., object]] = {
     "not_a_server_error": not_a_server_error,
@@ -230,8 +230,8 @@ def test_generated_requests_reach_the_app(api_schema: BaseSchema,
     # the exploration got past validation too, not only 422s
     assert exploration.calls >= MAX_EXAMPLES * len(EXPECTED_OPERATIONS)
     for label in ("GET /search", "POST /search"):
-        assert {200, 404, 422} <= exploration.statuses[label], label
-    assert 200 in exploration.statuses["GET /documents/{doc_id}"]
+        assert {200, 422} <= exploration.statuses[label], label
+    assert {200, 404} <= exploration.statuses["GET /documents/{doc_id}"]
 
 
 def test_no_server_errors(exploration: Exploration) -> None:
@@ -248,10 +248,6 @@ def test_responses_conform_to_the_schema(exploration: Exploration) -> None:
     assert not any(c in exploration.failures for c in checks), exploration.report(*checks)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap in services/api (reported to the lead): 404 (unknown image_id on /search, "
-    "unknown id on /documents/{doc_id}) and 400 (undecodable JSON body on POST /search) are "
-    "answered but not declared in the OpenAPI responses; remove this mark once they are"))
 def test_every_status_code_is_documented(exploration: Exploration) -> None:
     assert "status_code_conformance" not in exploration.failures, \
         exploration.report("status_code_conformance")

@@ -15,11 +15,12 @@ from PIL import Image
 
 from clipsearch.documents import DOC_ID_PATTERN, ImageDocument
 from clipsearch.errors import NotFound
+from clipsearch.http_errors import error_responses
 from services.api.routes.search import image_url
 from services.api.schemas import DocumentOut
 from services.api.state import ApiState, get_state
 
-router = APIRouter(tags=["documents"])
+router = APIRouter(tags=["documents"], responses=error_responses(401, 404, 422, 502, 503))
 
 DocIdParam = Annotated[str, PathParam(pattern=DOC_ID_PATTERN, description="Document id")]
 
@@ -50,7 +51,7 @@ def _thumbnail(path: Path, size: int) -> bytes:
 
 
 @router.get("/images/{doc_id}", response_class=FileResponse,
-            responses={200: {"content": {"image/*": {}}}, 404: {}})
+            responses={200: {"content": {"image/*": {}}}})
 async def get_image(
     doc_id: DocIdParam,
     size: Annotated[int | None, Query(ge=16, le=1024, description="Thumbnail edge")] = None,

@@ -180,7 +180,8 @@ def _scales_out(scores: PatchScores) -> list[ScaleScores]:
         out.append(ScaleScores(
             scale=g.scale, window=g.window, stride=g.stride, rows=g.rows, cols=g.cols,
             xs=list(g.xs), ys=list(g.ys),
-            cosine=np.round(gs.cosine, 6).tolist(), softmax=np.round(gs.softmax, 6).tolist(),
+            cosine=np.round(gs.cosine.astype(np.float64), 6).tolist(),
+            softmax=np.round(gs.softmax.astype(np.float64), 6).tolist(),
             best=_box(g.scale, row, col, gs.box(i), float(gs.cosine[row, col]),
                       float(gs.softmax[row, col]))))
     return out

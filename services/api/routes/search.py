@@ -10,6 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
 from clipsearch.errors import ClipsearchError, ImageTooLarge, InvalidImage
+from clipsearch.http_errors import error_responses
 from clipsearch.search import MAX_LIMIT, SearchResult
 from services.api.planner import PlannedQuery, plan_search
 from services.api.schemas import (
@@ -25,7 +26,8 @@ from services.api.schemas import (
 )
 from services.api.state import ApiState, get_state
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"],
+                   responses=error_responses(400, 401, 404, 413, 422, 502, 503))
 
 
 def image_url(doc_id: str) -> str:
@@ -56,7 +58,7 @@ def _response(req: SearchParams, result: SearchResult, planned: PlannedQuery,
         )
         for h in result.hits
     ]
-    hybrid = req.mode.value == "hybrid"
+    hybrid = planned.plan.mode.value == "hybrid"
     echo = QueryEcho(
         q=req.q, image_id=req.image_id, dataset=req.dataset, category=req.category,
         split=req.split, uploaded_image=uploaded, vector_text=planned.vector_text,
@@ -65,7 +67,7 @@ def _response(req: SearchParams, result: SearchResult, planned: PlannedQuery,
         alpha=req.alpha if hybrid and req.fusion.value == "linear" else None,
     )
     return SearchResponse(
-        query=echo, mode=req.mode, total=result.total,
+        query=echo, mode=planned.plan.mode, total=result.total,
         total_approximate=result.total_approximate, degraded=result.degraded,
         limit=req.limit, offset=req.offset, model=planned.model_id, hits=hits,
         facets=facets, timings_ms=timings,
@@ -139,7 +141,7 @@ async def _read_upload(image: UploadFile, limit: int) -> bytes:
 
 @router.post("/search/image", response_model=SearchResponse,
              summary="Search by an uploaded image (multipart), optionally with text",
-             responses={413: {"description": "image too large"}})
+)
 async def search_image(
     form: Annotated[ImageSearchForm, Form()],
     image: Annotated[UploadFile, File(description="The query image")],
