@@ -276,3 +276,26 @@ async def test_concurrent_first_calls_share_one_connection(tmp_path: Path) -> No
     assert await index.count() == 3
     await index.close()
     await index.close()  # idempotent
+
+
+@pytest.mark.parametrize("candidates", [2, 5, 200])
+async def test_hybrid_lexical_scores_are_exact_whether_or_not_the_leg_is_capped(
+    tmp_path: Path, candidates: int
+) -> None:
+    """Vector hits outside the lexical window get their BM25 looked up (capped leg) or 0
+    (uncapped leg: it returned every match); both equal a full lexical search's scores."""
+    rng = np.random.default_rng(7)
+    words = ["river", "field", "road", "lake", "forest"]
+    docs = [_doc(i, " ".join(rng.choice(words, size=3))) for i in range(40)]
+    index = _index(tmp_path)
+    await index.upsert(docs)
+    await index.flush()
+    full = await index.search(plan(Mode.lexical, text="river lake", limit=100, candidates=500))
+    truth = {h.id: h.scores.lexical for h in full.hits}
+    query = l2_normalize(rng.normal(size=len(docs[0].embedding)))[0].tolist()
+    result = await index.search(plan(Mode.hybrid, text="river lake", vector=query, limit=100,
+                                     candidates=candidates))
+    assert result.hits
+    for h in result.hits:
+        assert h.scores.lexical == pytest.approx(truth.get(h.id, 0.0), abs=1e-4), h.id
+    await index.close()

@@ -167,17 +167,6 @@ async def run_vector(
     return SearchResult(hits=_hits(ranked, rows, plan), total=total)
 
 
-async def _vector_leg_with_bm25(
-    table: AsyncTable, vector: np.ndarray, text: str | None, where: str | None, limit: int,
-    ef: int,
-) -> tuple[pa.Table, dict[str, float]]:
-    """The vector leg, then the BM25 of its hits (started while the lexical leg still runs)."""
-    rows = await vector_leg(table, vector, where, limit, ef)
-    if text is None:
-        return rows, {}
-    return rows, await lexical_scores_for(table, text, rows.column(ID).to_pylist(), where)
-
-
 async def _lexical_leg_or_none(
     table: AsyncTable, text: str | None, where: str | None, limit: int
 ) -> pa.Table | None:
@@ -190,16 +179,23 @@ async def run_hybrid(
     table: AsyncTable, plan: SearchPlan, where: str | None, vector: np.ndarray, ef: int
 ) -> SearchResult:
     text = plan.text if _has_text(plan) else None
-    (vec_rows, lexical), lex_rows, total = await asyncio.gather(
-        _vector_leg_with_bm25(table, vector, text, where, plan.window, ef),
+    vec_rows, lex_rows, total = await asyncio.gather(
+        vector_leg(table, vector, where, plan.window, ef),
         _lexical_leg_or_none(table, text, where, plan.window),
         count_matching(table, where),
     )
+    lexical: dict[str, float] = {}
     if lex_rows is None:
         lex_rows = vec_rows[:0]
-    else:  # the lexical leg's own scores win where both exist (identical once flushed)
-        lexical |= dict(zip(lex_rows.column(ID).to_pylist(),
-                            lex_rows.column(SCORE).to_pylist(), strict=True))
+    else:
+        lexical = dict(zip(lex_rows.column(ID).to_pylist(), lex_rows.column(SCORE).to_pylist(),
+                           strict=True))
+        # The vector hits' BM25: when the lexical leg returned fewer rows than it asked for,
+        # it returned every matching document, so any other hit matched no term (BM25 0).
+        # Only a full (capped) lexical leg needs the extra lookup, for the ids it lacks.
+        if text is not None and lex_rows.num_rows >= plan.window:
+            missing = [i for i in vec_rows.column(ID).to_pylist() if i not in lexical]
+            lexical |= await lexical_scores_for(table, text, missing, where)
     union = pa.concat_tables([vec_rows.select(_RESULT_COLUMNS), lex_rows.select(_RESULT_COLUMNS)])
     vector_scores = dict(
         zip(union.column(ID).to_pylist(), _closeness(union, vector).tolist(), strict=True)
