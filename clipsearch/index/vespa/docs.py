@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from clipsearch.documents import ImageDocument
+from clipsearch.documents import DocumentFields, ImageDocument
 from clipsearch.errors import BackendError
 from clipsearch.index.vespa import schema_names as n
 
@@ -61,8 +61,9 @@ def tensor_values(value: Any) -> list[float]:
     raise BackendError("Vespa returned an embedding in an unknown tensor format")
 
 
-def from_fields(fields: dict[str, Any]) -> ImageDocument:
-    return ImageDocument(
+def document_fields(fields: dict[str, Any]) -> DocumentFields:
+    """The stored fields of a Vespa document or hit (everything but the embedding)."""
+    return DocumentFields(
         id=fields[n.F_ID],
         captions=list(fields.get(n.F_CAPTIONS) or []),
         dataset=fields[n.F_DATASET],
@@ -70,5 +71,9 @@ def from_fields(fields: dict[str, Any]) -> ImageDocument:
         split=fields.get(n.F_SPLIT) or None,
         image_uri=fields.get(n.F_IMAGE_URI) or "",
         model_id=fields.get(n.F_MODEL_ID) or "",
-        embedding=tensor_values(fields[n.F_EMBEDDING]),
     )
+
+
+def from_fields(fields: dict[str, Any]) -> ImageDocument:
+    return ImageDocument(**document_fields(fields).model_dump(),
+                         embedding=tensor_values(fields[n.F_EMBEDDING]))

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clipsearch.documents import DocumentFields
 from clipsearch.errors import BackendError, BackendUnavailable, InvalidRequest
 from clipsearch.index.vespa import schema_names as n
+from clipsearch.index.vespa.docs import document_fields
 from clipsearch.search import Hit, LegScores
 
 # Vespa error codes (com.yahoo.container.protect.Error) that mean "try again later"
@@ -102,18 +102,6 @@ def leg_scores(features: dict[str, Any], legs: Legs) -> LegScores:
     vec = features.get(n.FN_VECTOR, 0.0)
     return LegScores(lexical=float(lex) if legs.lexical else None,
                      vector=float(vec) if legs.vector else None)
-
-
-def document_fields(fields: dict[str, Any]) -> DocumentFields:
-    return DocumentFields(
-        id=fields[n.F_ID],
-        captions=list(fields.get(n.F_CAPTIONS) or []),
-        dataset=fields[n.F_DATASET],
-        category=fields.get(n.F_CATEGORY) or None,
-        split=fields.get(n.F_SPLIT) or None,
-        image_uri=fields.get(n.F_IMAGE_URI) or "",
-        model_id=fields.get(n.F_MODEL_ID) or "",
-    )
 
 
 def to_hit(child: Child, legs: Legs) -> Hit:
