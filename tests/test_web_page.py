@@ -216,3 +216,24 @@ def test_bad_request_shows_an_error_not_a_blank_page(page: WebDriver, field: str
     assert cards(page) == []  # old results are cleared, not left standing as if current
     assert page.find_element(By.ID, "search-form").is_displayed()  # the page still works
     page.save_screenshot(str(tmp_path / f"error-{field}.png"))
+
+
+def test_find_in_image_overlays_the_heatmap(page: WebDriver) -> None:
+    type_query(page, "runway")
+    page.find_element(By.ID, "go").click()
+    wait_status(page, "results", "hybrid")
+    first = page.find_element(By.CSS_SELECTOR, "#results article.hit")
+    source_id = first.get_attribute("data-id")
+    first.find_element(By.CSS_SELECTOR, "button.find-in-image").click()
+    wait_status(page, f"in {source_id}", "best box")
+    img = first.find_element(By.TAG_NAME, "img")
+    assert (img.get_attribute("src") or "").startswith("data:image/png")
+    assert first.find_element(By.CSS_SELECTOR, "button.find-in-image").text == "Show image"
+
+
+def test_a_shared_link_runs_its_search(browser: Chrome, server: ThreadServer) -> None:
+    browser.get(f"{server.url}/?q=woodland&mode=lexical")
+    found = wait_status(browser, "results", "lexical")
+    assert found["text"]
+    assert [c["id"] for c in cards(browser)] == api_ids(server, q="woodland", mode="lexical",
+                                                         limit=24)
