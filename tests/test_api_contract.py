@@ -346,3 +346,12 @@ def test_steer_refuses_a_probe_of_another_model(tmp_path: Path) -> None:
         assert r.status_code == 422
         assert "other-model" in r.json()["error"]["message"] or \
             "model" in r.json()["error"]["message"]
+
+
+def test_missing_model_keeps_lexical_and_explains_503(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path, model=str(tmp_path / "no-such-model")),
+                     index=RecordingIndex([doc(1)]))
+    with TestClient(app) as c:
+        assert c.get("/search", params={"q": "x", "mode": "lexical"}).status_code == 200
+        r = c.get("/search", params={"q": "x", "mode": "vector"})
+        assert r.status_code == 503 and "no-such-model" in r.json()["error"]["message"]

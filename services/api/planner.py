@@ -49,10 +49,12 @@ def prompt_for(text: str, datasets: list[str], templates: dict[str, str]) -> str
     return template.replace("{q}", text) if template else text
 
 
-def _need_embedder(embedder: Embedder | None) -> Embedder:
+def _need_embedder(embedder: Embedder | None, why: str | None = None) -> Embedder:
     if embedder is None:
-        raise BackendUnavailable("the encoder is not available; lexical mode still works",
-                                 reason="encoder_unavailable")
+        detail = f" ({why})" if why else ""
+        raise BackendUnavailable(
+            f"the encoder is not available{detail}; lexical mode still works",
+            reason="encoder_unavailable")
     return embedder
 
 
@@ -78,7 +80,7 @@ class _Encoded:
 async def _encode_parts(
     parts: list[QueryPart], *, index: SearchIndex, embedder: Embedder | None,
     templates: dict[str, str], datasets: list[str], use_prompt: bool, upload: bytes | None,
-    max_image_bytes: int,
+    max_image_bytes: int, embedder_error: str | None = None,
 ) -> _Encoded:
     out = _Encoded()
     texts = [(p.weight, prompt_for(p.text.strip(), datasets, templates) if use_prompt
@@ -95,12 +97,12 @@ async def _encode_parts(
             out.weights.append(p.weight)
             out.model_id = doc.model_id or out.model_id
     if texts:
-        emb = await _need_embedder(embedder).embed_texts([t for _, t in texts])
+        emb = await _need_embedder(embedder, embedder_error).embed_texts([t for _, t in texts])
         out.text_vectors.extend(emb.vectors)
         out.text_weights.extend(w for w, _ in texts)
         out.model_id, out.texts = emb.model_id, [t for _, t in texts]
     if images:
-        emb = await _need_embedder(embedder).embed_images([b for _, b in images])
+        emb = await _need_embedder(embedder, embedder_error).embed_images([b for _, b in images])
         out.vectors.extend(emb.vectors)
         out.weights.extend(w for w, _ in images)
         out.model_id = emb.model_id
@@ -147,6 +149,7 @@ async def plan_search(
     upload: bytes | None = None,
     max_image_bytes: int = 20 * 1024 * 1024,
     settings: Settings | None = None,
+    embedder_error: str | None = None,
 ) -> PlannedQuery:
     started = time.perf_counter()
     vector: list[float] | None = None
@@ -156,7 +159,7 @@ async def plan_search(
         enc = await _encode_parts(
             req.query_parts(), index=index, embedder=embedder, templates=templates or {},
             datasets=req.dataset, use_prompt=req.prompt, upload=upload,
-            max_image_bytes=max_image_bytes)
+            max_image_bytes=max_image_bytes, embedder_error=embedder_error)
         for v in (*enc.vectors, *enc.text_vectors):
             check_dimension(v, index.dim)
         if req.steer:

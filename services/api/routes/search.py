@@ -97,7 +97,8 @@ async def run_search(req: SearchParams, state: ApiState,
                                     candidates=state.settings.candidates,
                                     templates=state.settings.prompt_templates, upload=upload,
                                     max_image_bytes=state.settings.max_image_bytes,
-                                    settings=state.settings)
+                                    settings=state.settings,
+                                    embedder_error=state.embedder_error)
         t0 = time.perf_counter()
         result, facets = await _execute(planned, state, req.facets)
         search_ms = (time.perf_counter() - t0) * 1000
