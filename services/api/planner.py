@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from dataclasses import dataclass, field
 
@@ -13,11 +11,10 @@ from clipsearch.embedder import Embedder
 from clipsearch.embeddings import check_dimension, l2_normalize
 from clipsearch.errors import (
     BackendUnavailable,
-    ImageTooLarge,
-    InvalidImage,
     InvalidRequest,
     NotFound,
 )
+from clipsearch.image_payloads import decode_base64_image
 from clipsearch.index.base import SearchIndex
 from clipsearch.search import Filters, HybridParameters, Mode, SearchPlan
 from clipsearch.settings import Settings
@@ -58,15 +55,6 @@ def _need_embedder(embedder: Embedder | None, why: str | None = None) -> Embedde
     return embedder
 
 
-def _decode_base64(data: str, max_bytes: int) -> bytes:
-    if len(data) > (max_bytes * 4) // 3 + 8:
-        raise ImageTooLarge(f"image is larger than {max_bytes} bytes")
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidImage("image is not valid base64") from exc
-
-
 @dataclass
 class _Encoded:
     vectors: list[np.ndarray] = field(default_factory=list)
@@ -85,7 +73,7 @@ async def _encode_parts(
     out = _Encoded()
     texts = [(p.weight, prompt_for(p.text.strip(), datasets, templates) if use_prompt
               else p.text.strip()) for p in parts if p.text]
-    images = [(p.weight, _decode_base64(p.image, max_image_bytes)) for p in parts if p.image]
+    images = [(p.weight, decode_base64_image(p.image, max_image_bytes)) for p in parts if p.image]
     if upload is not None:
         images.append((1.0, upload))
     for p in parts:

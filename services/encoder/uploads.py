@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from fastapi import Request
@@ -14,8 +12,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from clipsearch.encoder_api import ImageEmbedRequest
-from clipsearch.errors import ClipsearchError, ImageTooLarge, InvalidImage, InvalidRequest
+from clipsearch.errors import ClipsearchError, InvalidRequest
 from clipsearch.http_errors import error_response
+from clipsearch.image_payloads import decode_base64_image, read_upload
 from clipsearch.settings import Settings
 
 MULTIPART = "multipart/form-data"
@@ -82,31 +81,10 @@ async def _read_multipart(request: Request, settings: Settings) -> list[bytes]:
         if len(files) != len(parts):
             raise InvalidRequest(f"multipart field {FIELD!r} must carry files, not text")
         _check_count(len(files), settings)
-        out = []
-        for i, f in enumerate(files):
-            data = await f.read(settings.max_image_bytes + 1)
-            if len(data) > settings.max_image_bytes:
-                raise ImageTooLarge(f"image {i} is larger than the limit of "
-                                    f"{settings.max_image_bytes} bytes")
-            out.append(data)
-        return out
+        return [await read_upload(f, settings.max_image_bytes, name=f"image {i}")
+                for i, f in enumerate(files)]
     finally:
         await form.close()
-
-
-def _b64(i: int, text: str, max_bytes: int) -> bytes:
-    if text.startswith("data:") and "," in text:  # a data URL: data:image/png;base64,....
-        text = text.split(",", 1)[1]
-    if len(text) * 3 // 4 > max_bytes + 3:
-        raise ImageTooLarge(f"image {i} is larger than the limit of {max_bytes} bytes")
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidImage(f"image {i} is not valid base64: {exc}",
-                           reason="invalid_base64") from exc
-    if len(data) > max_bytes:
-        raise ImageTooLarge(f"image {i} is larger than the limit of {max_bytes} bytes")
-    return data
 
 
 async def _read_json(request: Request, settings: Settings) -> list[bytes]:
@@ -115,7 +93,8 @@ async def _read_json(request: Request, settings: Settings) -> list[bytes]:
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
     _check_count(len(body.images), settings)
-    return [_b64(i, s, settings.max_image_bytes) for i, s in enumerate(body.images)]
+    return [decode_base64_image(s, settings.max_image_bytes, name=f"image {i}")
+            for i, s in enumerate(body.images)]
 
 
 async def read_images(request: Request, settings: Settings) -> list[bytes]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import time
 from pathlib import Path
 from typing import Any
@@ -29,10 +28,10 @@ from clipsearch.errors import (
     BackendError,
     BackendUnavailable,
     ImageTooLarge,
-    InvalidImage,
     InvalidRequest,
     NotFound,
 )
+from clipsearch.image_payloads import decode_base64_image, read_upload
 from services.api.locate_schemas import (
     Box,
     LocateOptions,
@@ -89,20 +88,6 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 # --------------------------------------------------------------------------- reading input
 
 
-def _from_base64(text: str, max_bytes: int) -> bytes:
-    if text.startswith("data:") and "," in text:
-        text = text.split(",", 1)[1]
-    if len(text) * 3 // 4 > max_bytes + 3:
-        raise ImageTooLarge(f"image is larger than the limit of {max_bytes} bytes")
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidImage("image is not valid base64", reason="invalid_base64") from exc
-    if not data:
-        raise InvalidImage("image is empty (0 bytes)", reason="empty_image")
-    return data
-
-
 def _form_options(form: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for key in form:
@@ -132,12 +117,7 @@ async def _read_multipart(request: Request, max_bytes: int) -> tuple[LocateOptio
         if not isinstance(image, UploadFile):
             raise InvalidRequest("multipart body needs an 'image' file field",
                                  reason="no_image")
-        data = await image.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise ImageTooLarge(f"uploaded image is larger than {max_bytes} bytes")
-        if not data:
-            raise InvalidImage("uploaded image is empty (0 bytes)", reason="empty_image")
-        return options, data
+        return options, await read_upload(image, max_bytes)
     finally:
         await form.close()
 
@@ -268,7 +248,7 @@ async def locate_endpoint(request: Request, state: ApiState = Depends(get_state)
             image_id = body.image_id
             data, dataset = await _indexed_image(body.image_id, state)
         else:
-            data = _from_base64(body.image or "", max_bytes)
+            data = decode_base64_image(body.image or "", max_bytes)
     elif ctype == MULTIPART:
         options, data = await _read_multipart(request, max_bytes)
     else:

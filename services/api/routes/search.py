@@ -9,8 +9,9 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
-from clipsearch.errors import ClipsearchError, ImageTooLarge, InvalidImage
+from clipsearch.errors import ClipsearchError
 from clipsearch.http_errors import error_responses
+from clipsearch.image_payloads import read_upload
 from clipsearch.search import MAX_LIMIT, SearchResult
 from services.api.planner import PlannedQuery, plan_search
 from services.api.schemas import (
@@ -131,15 +132,6 @@ async def search_post(
     return await run_search(body, state)
 
 
-async def _read_upload(image: UploadFile, limit: int) -> bytes:
-    data = await image.read(limit + 1)
-    if len(data) > limit:
-        raise ImageTooLarge(f"uploaded image is larger than {limit} bytes")
-    if not data:
-        raise InvalidImage("uploaded image is empty")
-    return data
-
-
 @router.post("/search/image", response_model=SearchResponse,
              summary="Search by an uploaded image (multipart), optionally with text",
 )
@@ -148,5 +140,5 @@ async def search_image(
     image: Annotated[UploadFile, File(description="The query image")],
     state: ApiState = Depends(get_state),
 ) -> SearchResponse:
-    data = await _read_upload(image, state.settings.max_image_bytes)
+    data = await read_upload(image, state.settings.max_image_bytes)
     return await run_search(form, state, upload=data)
