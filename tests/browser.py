@@ -1,20 +1,14 @@
 """Helpers for the browser test: find Chromium, launch it headless through Selenium with the
-Debian chromedriver, serve an ASGI app with uvicorn on a loopback port in a thread, and wait
-for page states with a deadline (never a fixed sleep)."""
+Debian chromedriver, and wait for page states with a deadline (never a fixed sleep)."""
 
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
-import httpx
-import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -78,37 +72,3 @@ def wait_for(driver: WebDriver, condition: Callable[[WebDriver], T | None], what
     return result
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ThreadServer:
-    """uvicorn serving ``app`` on 127.0.0.1:``port`` in a daemon thread; stopped by flag."""
-
-    def __init__(self, app: Any, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ThreadServer:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if not self.thread.is_alive():
-                raise AssertionError("the test server thread exited during startup")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)  # poll interval, bounded by the deadline
-        self.__exit__()
-        raise AssertionError(f"{self.url}/health did not answer within 60 s")
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)

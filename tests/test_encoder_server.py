@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,20 +16,15 @@ from clipsearch.encoder_client import RemoteEmbedder
 from clipsearch.errors import InvalidImage
 from services.encoder.model import ClipEncoder
 from tests import encoder_images as zoo
+from tests.servers import free_port, wait_until_up
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # starts a Python process that imports torch (~5-30 s)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tiny_clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "CLIPSEARCH_MODEL": str(tiny_clip_dir), "CLIPSEARCH_RUNTIME": "torch",
            "CLIPSEARCH_ENCODER_PORT": str(port), "CLIPSEARCH_HOST": "127.0.0.1",
            "CLIPSEARCH_DATA_DIR": str(tmp_path_factory.mktemp("enc-data")),
@@ -42,18 +35,10 @@ def server(tiny_clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"encoder exited early:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/info", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"encoder did not come up:\n{log.read_text()}")
-            time.sleep(0.1)
+        try:
+            wait_until_up(f"{url}/info", 60, proc=proc)
+        except AssertionError as exc:
+            pytest.fail(f"encoder did not come up ({exc}):\n{log.read_text()}")
         yield url
     finally:
         proc.terminate()

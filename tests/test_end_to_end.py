@@ -4,23 +4,20 @@ paths users take (settings, model loading from a directory, lifespan-opened inde
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from clipsearch.settings import Settings
 from feeder.commands import FeedRequest, run_feed
 from services.api.app import create_app
+from tests.servers import ThreadServer, free_port, wait_until_up
 
 WORD_CATEGORY = {"woodland": "forest", "airstrip": "runway", "meadow": "field"}
 
@@ -131,57 +128,15 @@ def test_index_survives_restart(fed_settings: Settings, sample_dataset: Any) -> 
         assert body["hits"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_until(url: str, deadline_s: float = 180.0,
-                proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + deadline_s
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.05)  # poll interval, bounded by the deadline
-    raise AssertionError(f"{url} did not come up: {last}")
-
-
-class _ThreadServer:
-    """A uvicorn server on a loopback port in a thread, stopped by flag."""
-
-    def __init__(self, app: Any, port: int) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _ThreadServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
 def test_remote_encoder_service(fed_settings: Settings) -> None:
     from services.encoder.app import create_app as create_encoder_app
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    remote = fed_settings.model_copy(update={"encoder_url": url})
-    with _ThreadServer(create_encoder_app(fed_settings), port):
-        _wait_until(f"{url}/health")
-        with TestClient(create_app(remote)) as c:
-            body = _search(c, q="woodland", mode="vector", limit=3)
-            assert body["model"] and len(body["hits"]) == 3
-            assert c.get("/ready").status_code == 200
+    encoder = ThreadServer(create_encoder_app(fed_settings), deadline_s=180)
+    remote = fed_settings.model_copy(update={"encoder_url": encoder.url})
+    with encoder, TestClient(create_app(remote)) as c:
+        body = _search(c, q="woodland", mode="vector", limit=3)
+        assert body["model"] and len(body["hits"]) == 3
+        assert c.get("/ready").status_code == 200
     # the encoder is gone: lexical keeps working, vector says 503 with Retry-After
     with TestClient(create_app(remote)) as c:
         assert c.get("/search", params={"q": "woodland", "mode": "lexical"}).status_code == 200
@@ -190,7 +145,7 @@ def test_remote_encoder_service(fed_settings: Settings) -> None:
 
 
 def test_cli_serve_answers_over_http(fed_settings: Settings) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "CLIPSEARCH_DATA_DIR": str(fed_settings.data_dir),
            "CLIPSEARCH_MODEL": fed_settings.model, "CLIPSEARCH_API_PORT": str(port),
            "CLIPSEARCH_ENCODER_URL": ""}
@@ -199,7 +154,7 @@ def test_cli_serve_answers_over_http(fed_settings: Settings) -> None:
         proc = subprocess.Popen([sys.executable, "-m", "clipsearch.cli", "serve"], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_until(f"http://127.0.0.1:{port}/health", proc=proc)
+        wait_until_up(f"http://127.0.0.1:{port}/health", 180, proc=proc)
         r = httpx.get(f"http://127.0.0.1:{port}/search",
                       params={"q": "airstrip", "mode": "hybrid"}, timeout=30)
         assert r.status_code == 200 and r.json()["hits"][0]["category"] == "runway"

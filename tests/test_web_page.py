@@ -19,7 +19,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from clipsearch.settings import Settings
 from feeder.commands import FeedRequest, run_feed
 from services.api.app import create_app
-from tests.browser import ThreadServer, find_browser, launch, wait_for
+from tests.browser import find_browser, launch, wait_for
+from tests.servers import ThreadServer
 
 PAGE_LIMIT = 24  # the page asks for this many hits
 
