@@ -19,23 +19,22 @@ from clipsearch.settings import Settings
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
+def _settings_with_port(field: str, port: int | None) -> Settings:
+    """Settings from the environment, with ``--port`` (validated like the variable) on top."""
+    return Settings.model_validate({field: port}) if port else Settings()
+
+
 def _serve(args: argparse.Namespace) -> int:
-    settings = Settings()
-    if args.port:
-        settings = settings.model_copy(update={"api_port": args.port})
     from services.api.server import serve
 
-    serve(settings)
+    serve(_settings_with_port("api_port", args.port))
     return 0
 
 
 def _encoder(args: argparse.Namespace) -> int:
-    settings = Settings()
-    if args.port:
-        settings = settings.model_copy(update={"encoder_port": args.port})
     from services.encoder.app import serve
 
-    serve(settings)
+    serve(_settings_with_port("encoder_port", args.port))
     return 0
 
 
