@@ -51,3 +51,11 @@ def search_sql(filters: Filters | None, exclude_ids: Iterable[str] = ()) -> str 
     return and_all(
         [filters_sql(filters), in_list("id", excluded, negate=True) if excluded else None]
     )
+
+
+def rowid_in(rowids: Iterable[int]) -> str:
+    """Rows by LanceDB row id (integers only, formatted from ``int``)."""
+    literals = ", ".join(str(int(r)) for r in rowids)
+    if not literals:
+        raise ValueError("rowid_in needs at least one row id")
+    return f"_rowid IN ({literals})"

@@ -3,13 +3,25 @@
 * lexical leg: native FTS (BM25, k1 1.2, b 0.75) with a ``MatchQuery``: the user's text is
   tokenised by the index's analyzer as plain terms and never parsed as query syntax.
 * vector leg: nearest neighbours by cosine (HNSW when the table has an ANN index, an exact flat
-  scan otherwise); every candidate's closeness is then recomputed exactly from its stored
-  float32 embedding, so the score never carries the index's quantisation error.
-* hybrid: one call per leg (``plan.window`` candidates each), the union of both, the missing
-  leg score of each candidate filled in (lexical: an FTS query restricted to the vector hits'
-  ids, run while the lexical leg still runs, 0 when no term matched; vector: exact closeness
-  from the stored embedding), then ``clipsearch.fusion.fuse``.
+  scan otherwise) with ``refine_factor(1)``: every candidate's distance is recomputed from its
+  stored float32 embedding, so the score never carries the index's quantisation error.
+* hybrid: both legs at once (``plan.window`` candidates each), the union of both, the missing
+  leg score of each candidate filled in (lexical: an FTS query restricted to the vector hits,
+  0 when no term matched; vector: exact closeness from the stored embedding), then
+  ``clipsearch.fusion.fuse``.
 Filters and ``exclude_ids`` are prefilters on every call.
+
+Cost model (measured at 200k documents, ``bench/load.py``): reading a column costs about the
+same per call whether it is one row or a hundred, and each extra column costs as much again.
+So the legs return row ids and scores only; embeddings are read for the candidates that lack
+a vector score, and the document fields for the requested page alone. The final order is
+"fused score descending, then id ascending": ids are only needed to order ties, so the page is
+widened to whole tie groups before its fields are read, and sorted by id there.
+
+Row ids address the table version a call saw. A write between two calls of one search
+(compaction, an update or a delete) can retire a row id: a read that returns fewer rows than
+it asked for detects that, and the search runs again on the new version (``ATTEMPTS``); the
+last attempt keeps what it got.
 """
 
 from __future__ import annotations
@@ -23,8 +35,8 @@ from lancedb.query import FullTextOperator, MatchQuery
 from lancedb.table import AsyncTable
 
 from clipsearch.embeddings import check_dimension, l2_normalize
-from clipsearch.fusion import Candidate, closeness_from_cosine, fuse
-from clipsearch.index.embedded_filters import and_all, in_list, search_sql
+from clipsearch.fusion import Candidate, closeness_from_cosine, fused_scores
+from clipsearch.index.embedded_filters import and_all, rowid_in, search_sql
 from clipsearch.index.embedded_schema import (
     CAPTION_TEXT,
     EMBEDDING,
@@ -37,13 +49,18 @@ from clipsearch.search import Hit, LegScores, Mode, SearchPlan, SearchResult
 
 SCORE = "_score"
 DISTANCE = "_distance"
-_RESULT_COLUMNS = [*FIELD_COLUMNS, EMBEDDING]
+ROWID = "_rowid"
+ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
     dim: int
     hnsw_ef: int
+
+
+class TableChanged(Exception):
+    """A row id read by an earlier call of this search is gone: a write committed meanwhile."""
 
 
 def match_terms(text: str) -> MatchQuery:
@@ -58,168 +75,262 @@ def _has_text(plan: SearchPlan) -> bool:
     return bool(plan.text and plan.text.strip())
 
 
-async def lexical_leg(
-    table: AsyncTable, text: str, where: str | None, limit: int, *, with_embedding: bool
-) -> pa.Table:
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """Row ids with one score each, in the order a leg returned them."""
+
+    rowids: np.ndarray  # uint64
+    scores: np.ndarray  # float64
+
+    @classmethod
+    def of(cls, rows: pa.Table, column: str) -> Scored:
+        return cls(
+            rows.column(ROWID).to_numpy().astype(np.uint64, copy=False),
+            rows.column(column).to_numpy().astype(np.float64),
+        )
+
+    @classmethod
+    def empty(cls) -> Scored:
+        return cls(np.zeros(0, np.uint64), np.zeros(0, np.float64))
+
+    def as_dict(self) -> dict[int, float]:
+        return dict(zip(self.rowids.tolist(), self.scores.tolist(), strict=True))
+
+    def __len__(self) -> int:
+        return len(self.rowids)
+
+
+# --- legs ------------------------------------------------------------------------------
+
+
+async def lexical_leg(table: AsyncTable, text: str, where: str | None, limit: int) -> Scored:
+    """BM25 of the best ``limit`` matches (row ids and scores)."""
     query = table.query().nearest_to_text(match_terms(text))
     if where:
         query = query.where(where)
-    columns = _RESULT_COLUMNS if with_embedding else list(FIELD_COLUMNS)
-    return await query.select([*columns, SCORE]).limit(limit).to_arrow()
+    rows = await query.select([SCORE]).with_row_id().limit(limit).to_arrow()
+    return Scored.of(rows, SCORE)
 
 
 async def vector_leg(
     table: AsyncTable, vector: np.ndarray, where: str | None, limit: int, ef: int
-) -> pa.Table:
+) -> Scored:
+    """Exact closeness of the ``limit`` nearest neighbours (row ids and closeness)."""
     query = (
         table.query()
         .nearest_to(vector)
         .column(EMBEDDING)
         .distance_type("cosine")
         .ef(ef)
+        .refine_factor(1)
     )
     if where:
         query = query.where(where)
-    return await query.select([*_RESULT_COLUMNS, DISTANCE]).limit(limit).to_arrow()
+    rows = await query.select([DISTANCE]).with_row_id().limit(limit).to_arrow()
+    cosine = 1.0 - rows.column(DISTANCE).to_numpy().astype(np.float64)
+    return Scored(
+        rows.column(ROWID).to_numpy().astype(np.uint64, copy=False),
+        closeness_from_cosine(np.clip(cosine, -1.0, 1.0)),
+    )
 
 
 async def lexical_scores_for(
-    table: AsyncTable, text: str, ids: list[str], where: str | None
-) -> dict[str, float]:
-    """BM25 of the given ids for ``text`` (ids matching no term are absent)."""
-    if not ids:
+    table: AsyncTable, text: str, rowids: list[int], where: str | None
+) -> dict[int, float]:
+    """BM25 of the given rows for ``text`` (rows matching no term are absent)."""
+    if not rowids:
         return {}
-    query = (
+    rows = await (
         table.query()
         .nearest_to_text(match_terms(text))
-        .where(and_all([where, in_list(ID, ids)]) or "")
-        .select([ID, SCORE])
-        .limit(len(ids))
+        .where(and_all([where, rowid_in(rowids)]) or "")
+        .select([SCORE])
+        .with_row_id()
+        .limit(len(rowids))
+        .to_arrow()
     )
-    result = await query.to_arrow()
-    return dict(zip(result.column(ID).to_pylist(), result.column(SCORE).to_pylist(), strict=True))
+    return Scored.of(rows, SCORE).as_dict()
 
 
-def _closeness(rows: pa.Table, vector: np.ndarray) -> np.ndarray:
+async def take_rows(
+    table: AsyncTable, rowids: list[int], columns: list[str], *, complete: bool
+) -> pa.Table:
+    """``columns`` of the given rows, in the order asked. Raises ``TableChanged`` when a row
+    is gone unless ``complete`` is False (then the missing rows are left out)."""
+    if not rowids:
+        return pa.table({ROWID: pa.array([], pa.uint64())})
+    ordered = sorted(set(rowids))  # one ascending pass over the file is ~2x cheaper
+    rows = await table.take_row_ids(ordered).select(columns).with_row_id().to_arrow()
+    position = {r: i for i, r in enumerate(rows.column(ROWID).to_pylist())}
+    if complete and len(position) < len(ordered):
+        raise TableChanged(f"{len(ordered) - len(position)} of {len(ordered)} rows are gone")
+    picks = [position[r] for r in rowids if r in position]
+    return rows.take(pa.array(picks, pa.int64()))
+
+
+async def vector_scores_for(
+    table: AsyncTable, rowids: list[int], vector: np.ndarray, *, complete: bool
+) -> dict[int, float]:
+    """Exact closeness of the given rows to ``vector``, from their stored embeddings."""
+    if not rowids:
+        return {}
+    rows = await take_rows(table, rowids, [EMBEDDING], complete=complete)
     if rows.num_rows == 0:
-        return np.zeros(0)
-    cos = embeddings_of(rows).astype(np.float64) @ vector.astype(np.float64)
-    return closeness_from_cosine(np.clip(cos, -1.0, 1.0))
-
-
-def _row_index(table: pa.Table) -> dict[str, int]:
-    return {doc_id: i for i, doc_id in enumerate(table.column(ID).to_pylist())}
-
-
-@dataclass(frozen=True, slots=True)
-class _Ranked:
-    id: str
-    score: float
-    scores: LegScores
-
-
-def _hits(ranked: list[_Ranked], rows: pa.Table, plan: SearchPlan) -> list[Hit]:
-    """Hits of the requested page only: documents are converted for those rows alone."""
-    page = ranked[plan.offset : plan.offset + plan.limit]
-    where = _row_index(rows)
-    take = pa.array([where[r.id] for r in page], pa.int64())
-    docs = rows.select(list(FIELD_COLUMNS)).take(take).to_pylist()
-    return [
-        Hit(id=r.id, score=r.score, scores=r.scores, document=fields_from_row(doc))
-        for r, doc in zip(page, docs, strict=True)
-    ]
+        return {}
+    cosine = embeddings_of(rows).astype(np.float64) @ vector.astype(np.float64)
+    closeness = closeness_from_cosine(np.clip(cosine, -1.0, 1.0))
+    return dict(zip(rows.column(ROWID).to_pylist(), closeness.tolist(), strict=True))
 
 
 async def count_matching(table: AsyncTable, where: str | None) -> int:
     return await table.count_rows(where)
 
 
-async def run_lexical(table: AsyncTable, plan: SearchPlan, where: str | None) -> SearchResult:
+# --- ranking and the page --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """Every candidate of one search: row id, fused score and the legs' scores."""
+
+    rowids: list[int]
+    scores: list[float]
+    legs: list[LegScores]
+
+
+def tie_widened(sorted_scores: list[float], start: int, stop: int) -> tuple[int, int]:
+    """The positions to read so that the page ``[start, stop)`` of a list sorted by score
+    descending can be ordered by id within ties: the page plus every candidate tied with its
+    first or last score."""
+    lo, hi = start, stop
+    while lo > 0 and sorted_scores[lo - 1] == sorted_scores[start]:
+        lo -= 1
+    while hi < len(sorted_scores) and sorted_scores[hi] == sorted_scores[stop - 1]:
+        hi += 1
+    return lo, hi
+
+
+async def page_hits(
+    table: AsyncTable, ranked: Ranked, plan: SearchPlan, *, complete: bool
+) -> list[Hit]:
+    """The requested page, ordered by score descending then id ascending."""
+    order = sorted(range(len(ranked.rowids)), key=lambda i: -ranked.scores[i])
+    start = min(plan.offset, len(order))
+    stop = min(plan.offset + plan.limit, len(order))
+    if start >= stop:
+        return []
+    lo, hi = tie_widened([ranked.scores[i] for i in order], start, stop)
+    window = order[lo:hi]
+    rows = await take_rows(table, [ranked.rowids[i] for i in window], list(FIELD_COLUMNS),
+                           complete=complete)
+    by_rowid = dict(zip(rows.column(ROWID).to_pylist(), rows.to_pylist(), strict=True))
+    found = [(i, by_rowid[ranked.rowids[i]]) for i in window if ranked.rowids[i] in by_rowid]
+    found.sort(key=lambda pair: (-ranked.scores[pair[0]], pair[1][ID]))
+    page = found[start - lo : stop - lo]
+    return [
+        Hit(id=row[ID], score=ranked.scores[i], scores=ranked.legs[i],
+            document=fields_from_row(row))
+        for i, row in page
+    ]
+
+
+# --- modes -----------------------------------------------------------------------------
+
+
+async def run_lexical(
+    table: AsyncTable, plan: SearchPlan, where: str | None, *, complete: bool
+) -> SearchResult:
     assert plan.text is not None
-    rows = await lexical_leg(table, plan.text, where, plan.window, with_embedding=False)
-    ranked = sorted(
-        (
-            _Ranked(doc_id, float(s), LegScores(lexical=float(s)))
-            for doc_id, s in zip(rows.column(ID).to_pylist(), rows.column(SCORE).to_pylist(),
-                                 strict=True)
-        ),
-        key=lambda r: (-r.score, r.id),
+    leg = await lexical_leg(table, plan.text, where, plan.window)
+    scores = leg.scores.tolist()
+    ranked = Ranked(leg.rowids.tolist(), scores, [LegScores(lexical=s) for s in scores])
+    return SearchResult(
+        hits=await page_hits(table, ranked, plan, complete=complete),
+        total=len(leg),
+        total_approximate=len(leg) >= plan.window,
     )
-    capped = rows.num_rows >= plan.window
-    return SearchResult(hits=_hits(ranked, rows, plan), total=len(ranked),
-                        total_approximate=capped)
 
 
 async def run_vector(
-    table: AsyncTable, plan: SearchPlan, where: str | None, vector: np.ndarray, ef: int
+    table: AsyncTable, plan: SearchPlan, where: str | None, vector: np.ndarray, ef: int,
+    *, complete: bool,
 ) -> SearchResult:
-    rows, total = await asyncio.gather(
+    leg, total = await asyncio.gather(
         vector_leg(table, vector, where, plan.window, ef), count_matching(table, where)
     )
-    ranked = sorted(
-        (
-            _Ranked(doc_id, c, LegScores(vector=c))
-            for doc_id, c in zip(rows.column(ID).to_pylist(), _closeness(rows, vector).tolist(),
-                                 strict=True)
-        ),
-        key=lambda r: (-r.score, r.id),
-    )
-    return SearchResult(hits=_hits(ranked, rows, plan), total=total)
+    scores = leg.scores.tolist()
+    ranked = Ranked(leg.rowids.tolist(), scores, [LegScores(vector=s) for s in scores])
+    return SearchResult(hits=await page_hits(table, ranked, plan, complete=complete),
+                        total=total)
 
 
 async def _lexical_leg_or_none(
     table: AsyncTable, text: str | None, where: str | None, limit: int
-) -> pa.Table | None:
-    if text is None:
-        return None
-    return await lexical_leg(table, text, where, limit, with_embedding=True)
+) -> Scored | None:
+    return None if text is None else await lexical_leg(table, text, where, limit)
+
+
+async def _no_scores() -> dict[int, float]:
+    return {}
 
 
 async def run_hybrid(
-    table: AsyncTable, plan: SearchPlan, where: str | None, vector: np.ndarray, ef: int
+    table: AsyncTable, plan: SearchPlan, where: str | None, vector: np.ndarray, ef: int,
+    *, complete: bool,
 ) -> SearchResult:
     text = plan.text if _has_text(plan) else None
-    vec_rows, lex_rows, total = await asyncio.gather(
+    vec, lex_or_none, total = await asyncio.gather(
         vector_leg(table, vector, where, plan.window, ef),
         _lexical_leg_or_none(table, text, where, plan.window),
         count_matching(table, where),
     )
-    lexical: dict[str, float] = {}
-    if lex_rows is None:
-        lex_rows = vec_rows[:0]
-    else:
-        lexical = dict(zip(lex_rows.column(ID).to_pylist(), lex_rows.column(SCORE).to_pylist(),
-                           strict=True))
-        # The vector hits' BM25: when the lexical leg returned fewer rows than it asked for,
-        # it returned every matching document, so any other hit matched no term (BM25 0).
-        # Only a full (capped) lexical leg needs the extra lookup, for the ids it lacks.
-        if text is not None and lex_rows.num_rows >= plan.window:
-            missing = [i for i in vec_rows.column(ID).to_pylist() if i not in lexical]
-            lexical |= await lexical_scores_for(table, text, missing, where)
-    union = pa.concat_tables([vec_rows.select(_RESULT_COLUMNS), lex_rows.select(_RESULT_COLUMNS)])
-    vector_scores = dict(
-        zip(union.column(ID).to_pylist(), _closeness(union, vector).tolist(), strict=True)
+    lex = lex_or_none or Scored.empty()
+    vector_scores, lexical = vec.as_dict(), lex.as_dict()
+    # The vector hits' BM25: when the lexical leg returned fewer rows than it asked for, it
+    # returned every matching document, so any other hit matched no term (BM25 0). Only a
+    # full (capped) lexical leg needs the lookup, for the rows it lacks.
+    lexical_missing = (
+        [r for r in vector_scores if r not in lexical]
+        if text is not None and len(lex) >= plan.window else []
     )
-    candidates = [
-        Candidate(id=doc_id, lexical=float(lexical.get(doc_id, 0.0)), vector=vector_scores[doc_id])
-        for doc_id in sorted(vector_scores)
-    ]
-    ranked = [
-        _Ranked(c.id, score,
-                LegScores(lexical=c.lexical if text is not None else None, vector=c.vector))
-        for c, score in fuse(candidates, plan.hybrid)
-    ]
-    return SearchResult(hits=_hits(ranked, union, plan), total=total)
+    vector_missing = [r for r in lexical if r not in vector_scores]
+    more_lexical, more_vector = await asyncio.gather(
+        lexical_scores_for(table, text, lexical_missing, where) if text else _no_scores(),
+        vector_scores_for(table, vector_missing, vector, complete=complete),
+    )
+    lexical |= more_lexical
+    vector_scores |= more_vector
+    rowids = sorted(vector_scores)  # a lexical hit whose row vanished has no vector score
+    candidates = [Candidate(id=str(r), lexical=lexical.get(r, 0.0), vector=vector_scores[r])
+                  for r in rowids]
+    fused = fused_scores(candidates, plan.hybrid).tolist()
+    legs = [LegScores(lexical=c.lexical if text is not None else None, vector=c.vector)
+            for c in candidates]
+    ranked = Ranked(rowids, fused, legs)
+    return SearchResult(hits=await page_hits(table, ranked, plan, complete=complete),
+                        total=total)
+
+
+async def _run_once(
+    table: AsyncTable, plan: SearchPlan, where: str | None, options: EngineOptions,
+    *, complete: bool,
+) -> SearchResult:
+    if plan.mode == Mode.lexical:
+        return await run_lexical(table, plan, where, complete=complete)
+    assert plan.vector is not None
+    vector = l2_normalize(np.asarray(plan.vector, dtype=np.float32))[0]
+    if plan.mode == Mode.vector:
+        return await run_vector(table, plan, where, vector, options.hnsw_ef, complete=complete)
+    return await run_hybrid(table, plan, where, vector, options.hnsw_ef, complete=complete)
 
 
 async def run_search(table: AsyncTable, plan: SearchPlan, options: EngineOptions) -> SearchResult:
     if plan.vector is not None:
         check_dimension(plan.vector, options.dim)
     where = search_sql(plan.filters, plan.exclude_ids)
-    if plan.mode == Mode.lexical:
-        return await run_lexical(table, plan, where)
-    assert plan.vector is not None
-    vector = l2_normalize(np.asarray(plan.vector, dtype=np.float32))[0]
-    if plan.mode == Mode.vector:
-        return await run_vector(table, plan, where, vector, options.hnsw_ef)
-    return await run_hybrid(table, plan, where, vector, options.hnsw_ef)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await _run_once(table, plan, where, options, complete=attempt < ATTEMPTS)
+        except TableChanged:
+            continue
+    raise AssertionError("unreachable: the last attempt accepts missing rows")
