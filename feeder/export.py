@@ -13,12 +13,16 @@ from itertools import islice
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 from pydantic import BaseModel, Field
 
+from clipsearch.documents import DocumentBatch
 from clipsearch.errors import InvalidRequest
 from clipsearch.index.vespa.docs import document_id, to_fields
-from feeder.docs import make_documents
+from feeder.pipeline import chunks
 from feeder.store import EmbeddingStore, StoredRow
+
+EXPORT_CHUNK = 1024
 
 
 class ExportRequest(BaseModel):
@@ -50,12 +54,13 @@ def selected_rows(req: ExportRequest) -> Iterator[StoredRow]:
 def write_vespa_feed(req: ExportRequest, out: TextIO) -> tuple[int, int]:
     """Write one put per stored document; returns (written, skipped for a broken vector)."""
     written = skipped = 0
-    for row in selected_rows(req):
-        doc = make_documents([row.fields], row.vector[None, :])[0]
-        if doc is None:
-            skipped += 1
-            continue
-        out.write(json.dumps({"put": document_id(req.namespace, doc.id),
-                              "fields": to_fields(doc)}, ensure_ascii=False) + "\n")
-        written += 1
+    for chunk in chunks(selected_rows(req), EXPORT_CHUNK):
+        batch, rejected = DocumentBatch.usable([r.fields for r in chunk],
+                                               np.stack([r.vector for r in chunk]))
+        skipped += len(rejected)
+        for fields, vector in zip(batch.fields, batch.vectors.tolist(), strict=True):
+            out.write(json.dumps({"put": document_id(req.namespace, fields.id),
+                                  "fields": to_fields(fields, vector)},
+                                 ensure_ascii=False) + "\n")
+        written += len(batch)
     return written, skipped

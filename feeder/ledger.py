@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable
+from json.encoder import encode_basestring_ascii as json_string
 from pathlib import Path
 
 from clipsearch.documents import DocumentFields
@@ -49,7 +50,10 @@ class Ledger:
 
     def append(self, entries: Iterable[tuple[str, str]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps({"id": i, "fp": fp}) + "\n" for i, fp in entries)
+        # the line json.dumps({"id": i, "fp": fp}) writes, ~10x cheaper (a feed appends
+        # thousands of lines a second)
+        text = "".join(f'{{"id": {json_string(i)}, "fp": {json_string(fp)}}}\n'
+                       for i, fp in entries)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

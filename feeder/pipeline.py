@@ -20,13 +20,12 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
-from clipsearch.documents import DocumentFields
+from clipsearch.documents import DocumentBatch, DocumentFields
 from clipsearch.embeddings import Embeddings
 from clipsearch.errors import BackendUnavailable, ClipsearchError, InvalidImage, InvalidRequest
 from clipsearch.index.base import SearchIndex
 from clipsearch.settings import Settings
 from feeder.deadletter import DeadLetters
-from feeder.docs import make_documents
 from feeder.encoders import FeedEncoder
 from feeder.ledger import Ledger, fingerprint, ledger_path
 from feeder.plan import Planned, Planner, select
@@ -107,13 +106,17 @@ class FeedRun:
 
     async def _feed_docs(self, fields: Sequence[DocumentFields], fps: Sequence[str],
                          vectors: np.ndarray) -> None:
-        """Send documents (fields + vectors); ``fps`` are their ledger fingerprints."""
-        for f, fp, doc in zip(fields, fps, make_documents(fields, vectors), strict=True):
-            if doc is None:
+        """Send documents (fields + vectors); ``fps`` are their ledger fingerprints. A row
+        whose vector is not a finite unit vector is reported, not sent."""
+        batch, rejected = DocumentBatch.usable(fields, vectors)
+        if rejected:
+            for row in rejected:
+                f = fields[row]
                 self._skip(Rejection(id=f.id, file=f.image_uri, reason=Reason.encoder_error,
                                      detail="embedding is not a finite unit vector"))
-            else:
-                await self.writer.add(doc, fp)
+            dropped = set(rejected)
+            fps = [fp for row, fp in enumerate(fps) if row not in dropped]
+        await self.writer.add(batch, fps)
 
     async def _finish(self, model_id: str) -> FeedReport:
         await self.writer.flush()

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from clipsearch.documents import ImageDocument
+from clipsearch.documents import DocumentBatch
 from clipsearch.errors import InvalidRequest
 from clipsearch.index.base import SearchIndex
 from feeder.deadletter import DeadLetters
@@ -28,23 +28,35 @@ class IndexWriter:
         self._retry_base_s = retry_base_s
         self._max_failed = max_failed_batches
         self._on_done = on_done
-        self._pending: list[tuple[ImageDocument, str]] = []
+        self._pending: list[tuple[DocumentBatch, Sequence[str]]] = []
+        self._pending_n = 0
         self._inflight: asyncio.Task[None] | None = None
         self._failed_in_a_row = 0
         self.indexed = 0
         self.aborted: str | None = None
 
-    async def add(self, doc: ImageDocument, fp: str) -> None:
-        self._pending.append((doc, fp))
-        if len(self._pending) >= self._batch_size:
-            await self._submit()
+    async def add(self, batch: DocumentBatch, fps: Sequence[str]) -> None:
+        """Queue ``batch`` (``fps``: its rows' ledger fingerprints); every ``batch_size``
+        queued documents go to the index as one write."""
+        if len(fps) != len(batch):
+            raise ValueError("add needs one fingerprint per document")
+        start = 0
+        while start < len(batch):
+            take = min(self._batch_size - self._pending_n, len(batch) - start)
+            self._pending.append((batch[start:start + take], fps[start:start + take]))
+            self._pending_n += take
+            start += take
+            if self._pending_n >= self._batch_size:
+                await self._submit()
 
     async def _submit(self) -> None:
         """Start writing the pending batch. One write is in flight at a time: while the
         engine commits it (in its own threads), the caller builds the next batch."""
-        batch, self._pending = self._pending, []
+        parts, self._pending, self._pending_n = self._pending, [], 0
+        batch = DocumentBatch.concat([b for b, _ in parts])
+        fps = [fp for _, part_fps in parts for fp in part_fps]
         await self._wait()
-        self._inflight = asyncio.create_task(self._write(batch))
+        self._inflight = asyncio.create_task(self._write(batch, fps))
 
     async def _wait(self) -> None:
         if self._inflight is not None:
@@ -57,22 +69,19 @@ class IndexWriter:
             await self._submit()
         await self._wait()
 
-    def _fail(self, batch: Sequence[tuple[ImageDocument, str]], reason: Reason,
-              detail: str) -> None:
-        for doc, _ in batch:
-            self._dead.add(Rejection(id=doc.id, file=doc.image_uri, reason=reason,
-                                     detail=detail))
+    def _fail(self, batch: DocumentBatch, reason: Reason, detail: str) -> None:
+        for f in batch.fields:
+            self._dead.add(Rejection(id=f.id, file=f.image_uri, reason=reason, detail=detail))
         self._on_done(len(batch))
 
-    async def _write(self, batch: list[tuple[ImageDocument, str]]) -> None:
+    async def _write(self, batch: DocumentBatch, fps: Sequence[str]) -> None:
         if self.aborted:
             self._fail(batch, Reason.not_attempted, self.aborted)
             return
-        docs = [d for d, _ in batch]
         error: Exception | None = None
         for attempt in range(self._retries + 1):
             try:
-                await self._index.upsert(docs)
+                await self._index.upsert_batch(batch)
                 error = None
                 break
             except InvalidRequest as exc:  # the data, not the engine: retrying cannot help
@@ -86,15 +95,15 @@ class IndexWriter:
                                 exc, attempt + 1, self._retries, delay)
                     await asyncio.sleep(delay)
         if error is None:
-            self._ledger.append((d.id, fp) for d, fp in batch)
+            self._ledger.append(zip(batch.ids, fps, strict=True))
             self.indexed += len(batch)
             self._failed_in_a_row = 0
             self._on_done(len(batch))
             return
         if isinstance(error, InvalidRequest) and len(batch) > 1:
             half = len(batch) // 2  # isolate the documents the index refuses
-            await self._write(batch[:half])
-            await self._write(batch[half:])
+            await self._write(batch[:half], fps[:half])
+            await self._write(batch[half:], fps[half:])
             return
         detail = f"{type(error).__name__}: {error}"
         self._fail(batch, Reason.index_error, detail)

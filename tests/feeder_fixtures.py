@@ -194,15 +194,22 @@ class MemoryIndex:
         return None
 
     async def upsert(self, docs):  # type: ignore[no-untyped-def]
+        from clipsearch.documents import DocumentBatch
+
+        return await self.upsert_batch(DocumentBatch.from_documents(docs, dim=self._dim))
+
+    async def upsert_batch(self, batch):  # type: ignore[no-untyped-def]
         from clipsearch.errors import BackendUnavailable
 
         self.attempts += 1
+        batch.check_dim(self._dim)
         if self.fail_next:
             self.fail_next -= 1 if self.fail_next > 0 else 0
             raise BackendUnavailable("index down (test)")
         self.upserts += 1
-        self.docs.update({d.id: d for d in docs})
-        return len(docs)
+        unique = batch.dedupe_last()
+        self.docs.update({d.id: d for d in unique.documents()})
+        return len(unique)
 
     async def delete(self, ids):  # type: ignore[no-untyped-def]
         return sum(self.docs.pop(i, None) is not None for i in ids)

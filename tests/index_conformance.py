@@ -35,7 +35,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from clipsearch.documents import ImageDocument
+from clipsearch.documents import DocumentBatch, DocumentFields, ImageDocument
 from clipsearch.embeddings import l2_normalize
 from clipsearch.errors import VectorDimensionError
 from clipsearch.fusion import Candidate, closeness_from_cosine, fused_scores
@@ -96,6 +96,12 @@ def _make_corpus() -> list[ImageDocument]:
 
 CORPUS: list[ImageDocument] = _make_corpus()
 BY_ID = {d.id: d for d in CORPUS}
+
+
+def corpus_batch() -> DocumentBatch:
+    """``CORPUS`` as one batch: plain fields and a float32 matrix, as the feeder sends it."""
+    fields = [DocumentFields(**d.model_dump(exclude={"embedding"})) for d in CORPUS]
+    return DocumentBatch(fields, np.array([d.embedding for d in CORPUS], dtype=np.float32))
 
 
 def tokens(text: str) -> list[str]:
@@ -332,6 +338,60 @@ class IndexConformance:
             await loaded.upsert([good, bad])
         assert await loaded.count() == len(CORPUS)
         assert await loaded.get("ucm:new_1") is None
+
+    # --- the batch write path (DocumentBatch) ---------------------------------------------
+
+    async def test_upsert_batch_equals_upsert(self, fresh: SearchIndex,
+                                              corpus_index: SearchIndex) -> None:
+        """The corpus written as one batch (fields + a float32 matrix) reads back and ranks
+        exactly like the corpus written document by document."""
+        assert await fresh.upsert_batch(corpus_batch()) == len(CORPUS)
+        await fresh.flush()
+        assert await fresh.count() == len(CORPUS)
+        for doc in CORPUS:
+            got = await fresh.get(doc.id)
+            assert got is not None
+            assert got.model_dump(exclude={"embedding"}) == doc.model_dump(exclude={"embedding"})
+            assert np.allclose(got.embedding, doc.embedding, atol=1e-6)
+        for p in (plan(Mode.lexical, text="harbor river"),
+                  plan(Mode.vector, vector=unit_vector(3), limit=12),
+                  plan(Mode.hybrid, text="green trees", vector=unit_vector(4), limit=12),
+                  plan(Mode.hybrid, text="river", vector=unit_vector(5),
+                       filters=Filters(dataset=["ucm"]))):
+            batch_result, docs_result = await fresh.search(p), await corpus_index.search(p)
+            assert ids(batch_result) == ids(docs_result)
+            for a, b in zip(batch_result.hits, docs_result.hits, strict=True):
+                assert a.score == pytest.approx(b.score, abs=1e-6)
+
+    async def test_upsert_batch_duplicate_ids_keep_the_last(self, loaded: SearchIndex) -> None:
+        doc = BY_ID["rsicd:park_1"]
+        older = doc.model_copy(update={"captions": ["an old volcano"]})
+        newer = doc.model_copy(update={"captions": ["a glacier"], "category": "glacier"})
+        other = DocumentFields(id="rsicd:glacier_9", captions=["another glacier"],
+                               dataset="rsicd", category="glacier")
+        batch = DocumentBatch([older, other, newer],
+                              [unit_vector(20), unit_vector(21), unit_vector(22)])
+        assert await loaded.upsert_batch(batch) == 2
+        assert await loaded.count() == len(CORPUS) + 1
+        got = await loaded.get(doc.id)
+        assert got is not None and got.captions == ["a glacier"] and got.category == "glacier"
+        assert np.allclose(got.embedding, unit_vector(22), atol=1e-6)
+        assert ids(await loaded.search(plan(Mode.lexical, text="volcano"))) == []
+        assert await loaded.count(Filters(category=["glacier"])) == 2
+        again = await loaded.upsert_batch(batch)  # idempotent
+        assert again == 2 and await loaded.count() == len(CORPUS) + 1
+
+    async def test_upsert_batch_wrong_dimension_writes_nothing(self,
+                                                               loaded: SearchIndex) -> None:
+        new = DocumentFields(id="ucm:new_1", captions=["new"], dataset="ucm")
+        with pytest.raises(VectorDimensionError):
+            await loaded.upsert_batch(DocumentBatch([new], [unit_vector(3, DIM * 2)]))
+        assert await loaded.count() == len(CORPUS)
+        assert await loaded.get("ucm:new_1") is None
+
+    async def test_upsert_batch_empty(self, fresh: SearchIndex) -> None:
+        assert await fresh.upsert_batch(DocumentBatch([], np.zeros((0, DIM), np.float32))) == 0
+        assert await fresh.count() == 0
 
     # --- filters -----------------------------------------------------------------------
 

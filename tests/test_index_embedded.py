@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import lancedb
 import numpy as np
 import pytest
 
@@ -204,10 +205,16 @@ async def test_reader_sees_writes_of_another_process(tmp_path: Path) -> None:
 
 async def test_filter_values_are_escaped(tmp_path: Path) -> None:
     index = _index(tmp_path)
-    odd = ImageDocument.model_construct(
-        id="t:odd", captions=["an odd label"], dataset="t", category="o'neil) OR (1=1",
-        split=None, image_uri="", model_id="", embedding=unit_vector(5))
+    odd = ImageDocument(id="t:odd", captions=["an odd label"], dataset="t", category="odd",
+                        embedding=unit_vector(5))
     await index.upsert([*CORPUS, odd])
+    # the index refuses labels outside LABEL_PATTERN; another program writing the table
+    # directly does not, and filters must still match such a value literally
+    db = await lancedb.connect_async(str(tmp_path))
+    table = await db.open_table("images")
+    await table.update({"category": "o'neil) OR (1=1"}, where="id = 't:odd'")
+    table.close()
+    db.close()
     filters = Filters.model_construct(dataset=[], category=["o'neil) OR (1=1"], split=[])
     assert await index.count(filters) == 1  # the quote matched literally
     injection = Filters.model_construct(dataset=["x' OR '1'='1"], category=[], split=[])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from clipsearch.documents import ImageDocument
+from clipsearch.documents import DocumentBatch, ImageDocument
 from clipsearch.search import Filters, SearchPlan, SearchResult
 
 
@@ -15,7 +15,10 @@ class SearchIndex(Protocol):
 
     Contract shared by every implementation (checked by ``tests/index_conformance.py``):
 
-    * ``upsert`` is idempotent per id (a second put of the same id replaces the first).
+    * ``upsert_batch`` / ``upsert`` are idempotent per id (a second put of the same id
+      replaces the first); where an id repeats inside one batch, its last row wins. A batch
+      whose embeddings have the wrong dimension raises ``VectorDimensionError`` and writes
+      nothing.
     * ``search`` returns hits with the fused ``score`` and each leg's score: ``lexical`` is
       ``bm25(caption)`` (k1=1.2, b=0.75; lower-cased, English-stemmed, stop words kept) and
       ``vector`` is the prenormalized-angular closeness; see ``clipsearch.fusion``.
@@ -33,8 +36,13 @@ class SearchIndex(Protocol):
     async def ping(self) -> None:
         """Raise ``BackendUnavailable`` unless the engine answers."""
 
+    async def upsert_batch(self, batch: DocumentBatch) -> int:
+        """Write a batch (insert or replace by id); returns how many distinct ids it held.
+
+        The bulk write path (the feeder's): the embeddings stay one float32 matrix."""
+
     async def upsert(self, docs: Sequence[ImageDocument]) -> int:
-        """Write documents (insert or replace by id); returns how many were written."""
+        """``upsert_batch`` of ``DocumentBatch.from_documents(docs, dim=self.dim)``."""
 
     async def delete(self, ids: Sequence[str]) -> int:
         """Remove documents by id; unknown ids are ignored; returns how many existed."""

@@ -25,7 +25,7 @@ import lancedb
 from lancedb.index import FTS, Bitmap, BTree, IvfHnswSq
 from lancedb.table import AsyncTable
 
-from clipsearch.documents import ImageDocument
+from clipsearch.documents import DocumentBatch, ImageDocument
 from clipsearch.errors import BackendError, BackendUnavailable
 from clipsearch.index.embedded_filters import filters_sql, in_list
 from clipsearch.index.embedded_schema import (
@@ -34,7 +34,6 @@ from clipsearch.index.embedded_schema import (
     FIELD_COLUMNS,
     ID,
     LABEL_COLUMNS,
-    dedupe_last,
     document_from_row,
     schema_dim,
     table_schema,
@@ -185,20 +184,24 @@ class EmbeddedIndex:
     # --- writes ----------------------------------------------------------------------
 
     async def upsert(self, docs: Sequence[ImageDocument]) -> int:
-        unique = dedupe_last(docs)
-        if not unique:
+        return await self.upsert_batch(DocumentBatch.from_documents(docs, dim=self._dim))
+
+    async def upsert_batch(self, batch: DocumentBatch) -> int:
+        batch.check_dim(self._dim)
+        unique = batch.dedupe_last()
+        if not len(unique):
             return 0
-        batches = [
+        parts = [
             to_arrow(unique[i : i + self._write_batch], self._dim)
             for i in range(0, len(unique), self._write_batch)
-        ]  # all converted (and dimension-checked) before the first write
+        ]  # all converted before the first write
         table = await self._open()
-        for batch in batches:
+        for part in parts:
             await (
                 table.merge_insert(ID)
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
-                .execute(batch)
+                .execute(part)
             )
         return len(unique)
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from clipsearch.documents import DocumentFields, ImageDocument
-from clipsearch.errors import VectorDimensionError
+from clipsearch.documents import DocumentBatch, DocumentFields, ImageDocument
 
 ID = "id"
 CAPTIONS = "captions"
@@ -43,34 +41,22 @@ def schema_dim(schema: pa.Schema) -> int:
     return int(field_type.list_size)
 
 
-def dedupe_last(docs: Sequence[ImageDocument]) -> list[ImageDocument]:
-    """One document per id; when an id repeats inside a batch the later version wins."""
-    latest: dict[str, ImageDocument] = {}
-    for doc in docs:
-        latest.pop(doc.id, None)
-        latest[doc.id] = doc
-    return list(latest.values())
-
-
-def to_arrow(docs: Sequence[ImageDocument], dim: int) -> pa.Table:
-    """Documents as one Arrow table; every embedding must have ``dim`` values."""
-    for doc in docs:
-        if len(doc.embedding) != dim:
-            raise VectorDimensionError(
-                f"document {doc.id!r} has a {len(doc.embedding)}-d embedding but the index "
-                f"stores {dim}-d embeddings"
-            )
-    flat = np.asarray([doc.embedding for doc in docs], dtype=np.float32).reshape(-1)
+def to_arrow(batch: DocumentBatch, dim: int) -> pa.Table:
+    """A batch as one Arrow table; its embeddings must have ``dim`` values. The embedding
+    column wraps the batch's float32 matrix: no Python float per value."""
+    batch.check_dim(dim)
+    fields = batch.fields
+    flat = pa.array(batch.vectors.reshape(-1), pa.float32())
     columns: dict[str, pa.Array] = {
-        ID: pa.array([d.id for d in docs], pa.string()),
-        CAPTIONS: pa.array([d.captions for d in docs], pa.list_(pa.string())),
-        CAPTION_TEXT: pa.array([d.caption_text for d in docs], pa.string()),
-        "dataset": pa.array([d.dataset for d in docs], pa.string()),
-        "category": pa.array([d.category for d in docs], pa.string()),
-        "split": pa.array([d.split for d in docs], pa.string()),
-        "image_uri": pa.array([d.image_uri for d in docs], pa.string()),
-        "model_id": pa.array([d.model_id for d in docs], pa.string()),
-        EMBEDDING: pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim),
+        ID: pa.array([f.id for f in fields], pa.string()),
+        CAPTIONS: pa.array([f.captions for f in fields], pa.list_(pa.string())),
+        CAPTION_TEXT: pa.array([f.caption_text for f in fields], pa.string()),
+        "dataset": pa.array([f.dataset for f in fields], pa.string()),
+        "category": pa.array([f.category for f in fields], pa.string()),
+        "split": pa.array([f.split for f in fields], pa.string()),
+        "image_uri": pa.array([f.image_uri for f in fields], pa.string()),
+        "model_id": pa.array([f.model_id for f in fields], pa.string()),
+        EMBEDDING: pa.FixedSizeListArray.from_arrays(flat, dim),
     }
     return pa.Table.from_pydict(columns, schema=table_schema(dim))
 

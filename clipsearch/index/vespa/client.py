@@ -23,7 +23,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from clipsearch.documents import ImageDocument
+from clipsearch.documents import DocumentBatch, DocumentFields, ImageDocument
 from clipsearch.embeddings import check_dimension
 from clipsearch.errors import BackendError, BackendUnavailable, FeedBlocked
 from clipsearch.fusion import Candidate, fuse
@@ -187,10 +187,11 @@ class VespaIndex:
         await self._client.aclose()
 
     # ------------------------------------------------------------------ documents
-    async def _put(self, doc: ImageDocument) -> None:
-        path = vdocs.document_path(self._namespace, doc.id)
-        resp = await self._with_retry("POST", path, json={"fields": vdocs.to_fields(doc)})
-        self._check_write(resp, f"document {doc.id}")
+    async def _put(self, fields: DocumentFields, vector: list[float]) -> None:
+        path = vdocs.document_path(self._namespace, fields.id)
+        resp = await self._with_retry("POST", path,
+                                      json={"fields": vdocs.to_fields(fields, vector)})
+        self._check_write(resp, f"document {fields.id}")
 
     async def _bounded(self, jobs: Sequence[Any]) -> None:
         sem = asyncio.Semaphore(self._concurrency)
@@ -210,10 +211,15 @@ class VespaIndex:
             raise group.exceptions[0] from None
 
     async def upsert(self, docs: Sequence[ImageDocument]) -> int:
-        for doc in docs:  # refuse the whole batch before writing anything
-            check_dimension(doc.embedding, self._dim)
-        await self._unwrap(self._bounded([self._put(d) for d in docs]))
-        return len(docs)
+        return await self.upsert_batch(DocumentBatch.from_documents(docs, dim=self._dim))
+
+    async def upsert_batch(self, batch: DocumentBatch) -> int:
+        batch.check_dim(self._dim)  # refuse the whole batch before writing anything
+        unique = batch.dedupe_last()  # concurrent puts of one id would race
+        vectors = unique.vectors.tolist()
+        await self._unwrap(self._bounded([self._put(f, v) for f, v in
+                                          zip(unique.fields, vectors, strict=True)]))
+        return len(unique)
 
     async def _delete_one(self, key: str) -> None:
         resp = await self._with_retry("DELETE", vdocs.document_path(self._namespace, key))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -27,7 +28,9 @@ def document_path(namespace: str, key: str) -> str:
     return f"/document/v1/{quote(namespace, safe='')}/{n.SCHEMA}/docid/{quote(key, safe='')}"
 
 
-def to_fields(doc: ImageDocument) -> dict[str, Any]:
+def to_fields(doc: DocumentFields, embedding: Sequence[float]) -> dict[str, Any]:
+    """The ``fields`` of a put: a document's fields and its embedding (a row of a
+    ``DocumentBatch``)."""
     fields: dict[str, Any] = {
         n.F_ID: doc.id,
         n.F_CAPTION: doc.caption_text,
@@ -35,7 +38,7 @@ def to_fields(doc: ImageDocument) -> dict[str, Any]:
         n.F_DATASET: doc.dataset,
         n.F_IMAGE_URI: doc.image_uri,
         n.F_MODEL_ID: doc.model_id,
-        n.F_EMBEDDING: {"values": [float(x) for x in doc.embedding]},
+        n.F_EMBEDDING: {"values": [float(x) for x in embedding]},
     }
     if doc.category is not None:
         fields[n.F_CATEGORY] = doc.category
