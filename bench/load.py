@@ -71,7 +71,7 @@ _VOCAB_TEXT = (
 )
 VOCAB = tuple(dict.fromkeys(_VOCAB_TEXT.split()))
 SEED = 7
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2  # 2: tables carry the summary column
 BUILD_BATCH = 10_000
 MARKER = "load-bench.json"
 

@@ -136,3 +136,40 @@ async def test_last_attempt_keeps_what_it_got(
     assert len(got.hits) <= 10
     assert all(h.document.id == h.id for h in got.hits)
     await index.close()
+
+
+async def test_summary_round_trips_awkward_captions(tmp_path: Path) -> None:
+    index = EmbeddedIndex(tmp_path / "summary", dim=DIM)
+    captions = ['a "quoted" harbor', "über café 東京 harbor", "back\\slash harbor\nnewline"]
+    doc = ImageDocument(id="s:1", captions=captions, dataset="t", category="c", split=None,
+                        image_uri="/x/it's.jpg", model_id="m", embedding=unit_vector(1))
+    await index.upsert([doc])
+    hit = (await index.search(plan(Mode.lexical, text="harbor"))).hits[0]
+    assert hit.document.model_dump() == doc.model_dump(exclude={"embedding"})
+    await index.close()
+
+
+async def test_table_without_summary_column_still_serves_and_takes_writes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An index created before the summary column existed is read column by column."""
+    import lancedb
+
+    from clipsearch.index.embedded_schema import SUMMARY, table_schema
+
+    conn = await lancedb.connect_async(str(tmp_path / "old"))
+    await conn.create_table("images", schema=table_schema(DIM, summary=False))
+    conn.close()
+    index = EmbeddedIndex(tmp_path / "old", dim=DIM)
+    corpus = _corpus()
+    with caplog.at_level("WARNING"):
+        await index.upsert(corpus)
+    assert "predates the summary column" in caplog.text
+    for mode in (Mode.lexical, Mode.vector, Mode.hybrid):
+        result = await index.search(plan(mode, text="harbor", vector=corpus[0].embedding
+                                         if mode != Mode.lexical else None, limit=5))
+        assert result.hits and all(h.document.id == h.id for h in result.hits)
+        assert all(h.document.captions for h in result.hits)
+    table = await (await lancedb.connect_async(str(tmp_path / "old"))).open_table("images")
+    assert SUMMARY not in (await table.schema()).names
+    await index.close()

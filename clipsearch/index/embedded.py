@@ -17,6 +17,8 @@ For one machine without Docker (laptop, CI, tests, ``make demo``). Uses LanceDB'
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -35,6 +37,7 @@ from clipsearch.index.embedded_schema import (
     ID,
     LABEL_COLUMNS,
     document_from_row,
+    has_summary,
     schema_dim,
     table_schema,
     to_arrow,
@@ -42,6 +45,8 @@ from clipsearch.index.embedded_schema import (
 from clipsearch.index.embedded_search import EngineOptions, run_search
 from clipsearch.search import Filters, SearchPlan, SearchResult
 from clipsearch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def fts_config() -> FTS:
@@ -117,7 +122,8 @@ class EmbeddedIndex:
                 str(self._path), read_consistency_interval=timedelta(0)
             )
             table = await self._open_or_create(conn)
-            stored_dim = schema_dim(await table.schema())
+            schema = await table.schema()
+            stored_dim = schema_dim(schema)
         except OSError as exc:
             raise BackendUnavailable(
                 f"embedded index at {self._path} cannot be opened: {exc}",
@@ -132,6 +138,11 @@ class EmbeddedIndex:
                 reason="dimension_mismatch",
             )
         await self._ensure_indexes(table)
+        if not has_summary(schema):
+            log.warning("the index at %s predates the summary column: search pages are read "
+                        "column by column (slower); re-create it (e.g. feed --from-embeddings "
+                        "into an empty data dir) to get it", self._path)
+        self._options = dataclasses.replace(self._options, summary=has_summary(schema))
         self._conn, self._table = conn, table
         return table
 
@@ -191,11 +202,11 @@ class EmbeddedIndex:
         unique = batch.dedupe_last()
         if not len(unique):
             return 0
+        table = await self._open()  # first: the table's schema says whether it has a summary
         parts = [
-            to_arrow(unique[i : i + self._write_batch], self._dim)
+            to_arrow(unique[i : i + self._write_batch], self._dim, summary=self._options.summary)
             for i in range(0, len(unique), self._write_batch)
         ]  # all converted before the first write
-        table = await self._open()
         for part in parts:
             await (
                 table.merge_insert(ID)

@@ -14,7 +14,8 @@ Filters and ``exclude_ids`` are prefilters on every call.
 Cost model (measured at 200k documents, ``bench/load.py``): reading a column costs about the
 same per call whether it is one row or a hundred, and each extra column costs as much again.
 So the legs return row ids and scores only; embeddings are read for the candidates that lack
-a vector score, and the document fields for the requested page alone. The final order is
+a vector score, and the document fields for the requested page alone, from the one-column
+summary (``embedded_schema.SUMMARY``). The final order is
 "fused score descending, then id ascending": ids are only needed to order ties, so the page is
 widened to whole tie groups before its fields are read, and sorted by id there.
 
@@ -34,6 +35,7 @@ import pyarrow as pa
 from lancedb.query import FullTextOperator, MatchQuery
 from lancedb.table import AsyncTable
 
+from clipsearch.documents import DocumentFields
 from clipsearch.embeddings import check_dimension, l2_normalize
 from clipsearch.fusion import Candidate, closeness_from_cosine, fused_scores
 from clipsearch.index.embedded_filters import and_all, rowid_in, search_sql
@@ -41,9 +43,10 @@ from clipsearch.index.embedded_schema import (
     CAPTION_TEXT,
     EMBEDDING,
     FIELD_COLUMNS,
-    ID,
+    SUMMARY,
     embeddings_of,
     fields_from_row,
+    fields_from_summary,
 )
 from clipsearch.search import Hit, LegScores, Mode, SearchPlan, SearchResult
 
@@ -57,6 +60,7 @@ ATTEMPTS = 3
 class EngineOptions:
     dim: int
     hnsw_ef: int
+    summary: bool = True  # the table has the summary column (``embedded_schema.SUMMARY``)
 
 
 class TableChanged(Exception):
@@ -210,8 +214,17 @@ def tie_widened(sorted_scores: list[float], start: int, stop: int) -> tuple[int,
     return lo, hi
 
 
+def _page_fields(rows: pa.Table, summary: bool) -> dict[int, DocumentFields]:
+    rowids = rows.column(ROWID).to_pylist()
+    if summary:
+        docs = [fields_from_summary(s) for s in rows.column(SUMMARY).to_pylist()]
+    else:
+        docs = [fields_from_row(r) for r in rows.select(list(FIELD_COLUMNS)).to_pylist()]
+    return dict(zip(rowids, docs, strict=True))
+
+
 async def page_hits(
-    table: AsyncTable, ranked: Ranked, plan: SearchPlan, *, complete: bool
+    table: AsyncTable, ranked: Ranked, plan: SearchPlan, *, complete: bool, summary: bool
 ) -> list[Hit]:
     """The requested page, ordered by score descending then id ascending."""
     order = sorted(range(len(ranked.rowids)), key=lambda i: -ranked.scores[i])
@@ -221,16 +234,16 @@ async def page_hits(
         return []
     lo, hi = tie_widened([ranked.scores[i] for i in order], start, stop)
     window = order[lo:hi]
-    rows = await take_rows(table, [ranked.rowids[i] for i in window], list(FIELD_COLUMNS),
+    columns = [SUMMARY] if summary else list(FIELD_COLUMNS)
+    rows = await take_rows(table, [ranked.rowids[i] for i in window], columns,
                            complete=complete)
-    by_rowid = dict(zip(rows.column(ROWID).to_pylist(), rows.to_pylist(), strict=True))
+    by_rowid = _page_fields(rows, summary)
     found = [(i, by_rowid[ranked.rowids[i]]) for i in window if ranked.rowids[i] in by_rowid]
-    found.sort(key=lambda pair: (-ranked.scores[pair[0]], pair[1][ID]))
+    found.sort(key=lambda pair: (-ranked.scores[pair[0]], pair[1].id))
     page = found[start - lo : stop - lo]
     return [
-        Hit(id=row[ID], score=ranked.scores[i], scores=ranked.legs[i],
-            document=fields_from_row(row))
-        for i, row in page
+        Hit(id=doc.id, score=ranked.scores[i], scores=ranked.legs[i], document=doc)
+        for i, doc in page
     ]
 
 
@@ -238,30 +251,32 @@ async def page_hits(
 
 
 async def run_lexical(
-    table: AsyncTable, plan: SearchPlan, where: str | None, *, complete: bool
+    table: AsyncTable, plan: SearchPlan, where: str | None, options: EngineOptions,
+    *, complete: bool,
 ) -> SearchResult:
     assert plan.text is not None
     leg = await lexical_leg(table, plan.text, where, plan.window)
     scores = leg.scores.tolist()
     ranked = Ranked(leg.rowids.tolist(), scores, [LegScores(lexical=s) for s in scores])
     return SearchResult(
-        hits=await page_hits(table, ranked, plan, complete=complete),
+        hits=await page_hits(table, ranked, plan, complete=complete, summary=options.summary),
         total=len(leg),
         total_approximate=len(leg) >= plan.window,
     )
 
 
 async def run_vector(
-    table: AsyncTable, plan: SearchPlan, where: str | None, vector: np.ndarray, ef: int,
-    *, complete: bool,
+    table: AsyncTable, plan: SearchPlan, where: str | None, vector: np.ndarray,
+    options: EngineOptions, *, complete: bool,
 ) -> SearchResult:
     leg, total = await asyncio.gather(
-        vector_leg(table, vector, where, plan.window, ef), count_matching(table, where)
+        vector_leg(table, vector, where, plan.window, options.hnsw_ef),
+        count_matching(table, where),
     )
     scores = leg.scores.tolist()
     ranked = Ranked(leg.rowids.tolist(), scores, [LegScores(vector=s) for s in scores])
-    return SearchResult(hits=await page_hits(table, ranked, plan, complete=complete),
-                        total=total)
+    hits = await page_hits(table, ranked, plan, complete=complete, summary=options.summary)
+    return SearchResult(hits=hits, total=total)
 
 
 async def _lexical_leg_or_none(
@@ -275,12 +290,12 @@ async def _no_scores() -> dict[int, float]:
 
 
 async def run_hybrid(
-    table: AsyncTable, plan: SearchPlan, where: str | None, vector: np.ndarray, ef: int,
-    *, complete: bool,
+    table: AsyncTable, plan: SearchPlan, where: str | None, vector: np.ndarray,
+    options: EngineOptions, *, complete: bool,
 ) -> SearchResult:
     text = plan.text if _has_text(plan) else None
     vec, lex_or_none, total = await asyncio.gather(
-        vector_leg(table, vector, where, plan.window, ef),
+        vector_leg(table, vector, where, plan.window, options.hnsw_ef),
         _lexical_leg_or_none(table, text, where, plan.window),
         count_matching(table, where),
     )
@@ -288,7 +303,8 @@ async def run_hybrid(
     vector_scores, lexical = vec.as_dict(), lex.as_dict()
     # The vector hits' BM25: when the lexical leg returned fewer rows than it asked for, it
     # returned every matching document, so any other hit matched no term (BM25 0). Only a
-    # full (capped) lexical leg needs the lookup, for the rows it lacks.
+    # full (capped) lexical leg needs the lookup, for the rows it lacks. Meanwhile the exact
+    # closeness of the lexical hits the vector leg lacks is computed from their embeddings.
     lexical_missing = (
         [r for r in vector_scores if r not in lexical]
         if text is not None and len(lex) >= plan.window else []
@@ -307,8 +323,8 @@ async def run_hybrid(
     legs = [LegScores(lexical=c.lexical if text is not None else None, vector=c.vector)
             for c in candidates]
     ranked = Ranked(rowids, fused, legs)
-    return SearchResult(hits=await page_hits(table, ranked, plan, complete=complete),
-                        total=total)
+    hits = await page_hits(table, ranked, plan, complete=complete, summary=options.summary)
+    return SearchResult(hits=hits, total=total)
 
 
 async def _run_once(
@@ -316,12 +332,12 @@ async def _run_once(
     *, complete: bool,
 ) -> SearchResult:
     if plan.mode == Mode.lexical:
-        return await run_lexical(table, plan, where, complete=complete)
+        return await run_lexical(table, plan, where, options, complete=complete)
     assert plan.vector is not None
     vector = l2_normalize(np.asarray(plan.vector, dtype=np.float32))[0]
     if plan.mode == Mode.vector:
-        return await run_vector(table, plan, where, vector, options.hnsw_ef, complete=complete)
-    return await run_hybrid(table, plan, where, vector, options.hnsw_ef, complete=complete)
+        return await run_vector(table, plan, where, vector, options, complete=complete)
+    return await run_hybrid(table, plan, where, vector, options, complete=complete)
 
 
 async def run_search(table: AsyncTable, plan: SearchPlan, options: EngineOptions) -> SearchResult:
