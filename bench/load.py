@@ -172,6 +172,7 @@ class HashEmbedder:
 
     def __init__(self, dim: int) -> None:
         self._dim = dim
+        self._words: dict[str, np.ndarray] = {}  # like the encoder's text cache: ~1 µs a word
 
     @property
     def model_id(self) -> str:
@@ -184,9 +185,15 @@ class HashEmbedder:
     def vector(self, text: str) -> np.ndarray:
         total = np.zeros(self._dim, dtype=np.float32)
         for word in text.lower().split() or [""]:
-            seed = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
-            total += np.random.default_rng(seed).normal(size=self._dim).astype(np.float32)
+            total += self._word(word)
         return l2_normalize(total)[0]
+
+    def _word(self, word: str) -> np.ndarray:
+        if word not in self._words:
+            seed = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+            self._words[word] = np.random.default_rng(seed).normal(size=self._dim).astype(
+                np.float32)
+        return self._words[word]
 
     async def embed_texts(self, texts: Sequence[str]) -> Embeddings:
         return Embeddings(self.model_id, np.stack([self.vector(t) for t in texts]))

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse
 
 from clipsearch import __version__
 from clipsearch.embedder import Embedder
-from clipsearch.http_errors import error_response, install_error_handlers
+from clipsearch.http_errors import install_error_handlers
 from clipsearch.index import open_index
 from clipsearch.index.base import SearchIndex
 from clipsearch.settings import Settings
 from services.api.embedder_factory import open_embedder
 from services.api.metrics import ApiMetrics
+from services.api.middleware import GatewayMiddleware
 from services.api.routes import documents, health, locate, search
 from services.api.state import ApiState
-
-_FORM_OVERHEAD = 64 * 1024  # room for the form fields next to the largest allowed image
-_OPEN_PATHS = {"/", "/health", "/ready", "/metrics", "/docs", "/openapi.json", "/redoc"}
 
 
 def create_app(
@@ -60,34 +57,10 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    if settings.cors_origins:
+    app.add_middleware(GatewayMiddleware, settings=settings)
+    if settings.cors_origins:  # outermost: preflights and refusals get CORS headers too
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"])
-
-    @app.middleware("http")
-    async def _count_and_guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > settings.max_image_bytes + _FORM_OVERHEAD:
-            # Refuse before the multipart body is received and spooled.
-            response: Response = error_response(
-                413, "image_too_large",
-                f"request body is larger than {settings.max_image_bytes} bytes")
-        elif settings.api_key and request.url.path not in _OPEN_PATHS and \
-                request.headers.get("x-api-key") != settings.api_key:
-            response = error_response(401, "unauthorized",
-                                                "missing or wrong X-API-Key header")
-        else:
-            response = await call_next(request)
-        route = _route_template(request)
-        state: ApiState | None = getattr(request.app.state, "api", None)
-        if state is not None:
-            state.metrics.requests.labels(route=route, method=request.method,
-                                          status=str(response.status_code)).inc()
-        response.headers["X-Response-Time-Ms"] = f"{(time.perf_counter() - started) * 1000:.2f}"
-        return response
 
     app.include_router(search.router)
     app.include_router(documents.router)
@@ -101,9 +74,3 @@ def create_app(
 
     return app
 
-
-def _route_template(request: Request) -> str:
-    """The matched route's path template (low cardinality), set by the router on the scope."""
-    route = request.scope.get("route")
-    path = getattr(route, "path", None)
-    return str(path) if path else "unmatched"
