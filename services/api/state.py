@@ -21,6 +21,7 @@ class ApiState:
     embedder_error: str | None = None
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
+    """Async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread."""
     state: ApiState = request.app.state.api
     return state
