@@ -10,6 +10,15 @@ from starlette.datastructures import UploadFile
 
 from clipsearch.errors import ImageTooLarge, InvalidImage
 
+# Room for the other form or JSON fields and the framing next to the images of a request.
+FORM_OVERHEAD = 64 * 1024
+
+
+def base64_body_limit(images: int, max_image_bytes: int) -> int:
+    """The largest request body that carries ``images`` base64 images of at most
+    ``max_image_bytes`` each (base64 turns 3 bytes into 4; 4 KiB of framing per image)."""
+    return images * (max_image_bytes * 4 // 3 + 4096) + FORM_OVERHEAD
+
 
 def decode_base64_image(text: str, max_bytes: int, *, name: str = "image") -> bytes:
     """Bytes of a base64 image (a ``data:...;base64,`` URL is accepted too).

@@ -8,9 +8,11 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from clipsearch.image_payloads import FORM_OVERHEAD
 from clipsearch.settings import Settings
 from services.api.app import create_app
-from services.api.middleware import FORM_OVERHEAD, MAX_BODY_IMAGES, body_limit
+from services.api.middleware import body_limit
+from services.api.schemas import MAX_QUERY_PARTS
 from tests.api_fakes import FakeEmbedder, RecordingIndex, doc
 from tests.encoder_images import png
 
@@ -34,7 +36,7 @@ def test_body_limits() -> None:
     settings = Settings(max_image_bytes=MAX_IMAGE)
     assert body_limit("multipart/form-data; boundary=x", settings) == MAX_IMAGE + FORM_OVERHEAD
     json_limit = body_limit("application/json", settings)
-    assert json_limit >= MAX_BODY_IMAGES * MAX_IMAGE * 4 // 3
+    assert json_limit >= MAX_QUERY_PARTS * MAX_IMAGE * 4 // 3
 
 
 def test_json_search_with_a_near_limit_base64_image_is_served(tmp_path: Path) -> None:

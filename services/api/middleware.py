@@ -12,27 +12,26 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clipsearch.http_errors import error_response
+from clipsearch.image_payloads import FORM_OVERHEAD, base64_body_limit
 from clipsearch.settings import Settings
+from services.api.schemas import MAX_QUERY_PARTS
 from services.api.state import ApiState
 
-# Room for the form fields and multipart framing next to the largest allowed image.
-FORM_OVERHEAD = 64 * 1024
 # Paths served without an API key (health checks, the page, the API description).
 OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/docs", "/openapi.json",
                         "/redoc"})
-# POST /search accepts up to this many query parts, each of which may carry a base64 image.
-MAX_BODY_IMAGES = 10
 
 
 def body_limit(content_type: str, settings: Settings) -> int:
     """The largest request body accepted: one image file in a multipart upload, or as many
-    base64 images as a JSON search may carry (base64 inflates 3 bytes to 4)."""
+    base64 images as a JSON search may carry (one per query part)."""
     if content_type.startswith("multipart/"):
         return settings.max_image_bytes + FORM_OVERHEAD
-    return MAX_BODY_IMAGES * (settings.max_image_bytes * 4 // 3 + 4096) + FORM_OVERHEAD
+    return base64_body_limit(MAX_QUERY_PARTS, settings.max_image_bytes)
 
 
 def route_template(scope: Scope) -> str:
@@ -75,7 +74,7 @@ class GatewayMiddleware:
         finally:
             self._count(scope, status["code"])
 
-    def _refusal(self, scope: Scope) -> Any:
+    def _refusal(self, scope: Scope) -> JSONResponse | None:
         headers = Headers(scope=scope)
         declared = headers.get("content-length", "")
         limit = body_limit(headers.get("content-type", ""), self.settings)

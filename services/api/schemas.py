@@ -10,6 +10,8 @@ from clipsearch.documents import DocId, Label
 from clipsearch.search import MAX_LIMIT, MAX_OFFSET, Fusion, LegScores, Mode
 
 QueryText = Annotated[str, Field(max_length=1000)]
+# POST /search combines at most this many weighted parts (each may carry a base64 image).
+MAX_QUERY_PARTS = 10
 
 
 class SearchParams(BaseModel):
@@ -118,7 +120,7 @@ class SearchBody(SearchParams):
         },
     )
 
-    parts: list[QueryPart] = Field(default_factory=list, max_length=10)
+    parts: list[QueryPart] = Field(default_factory=list, max_length=MAX_QUERY_PARTS)
 
     @property
     def text(self) -> str | None:

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from clipsearch.encoder_api import ImageEmbedRequest
 from clipsearch.errors import ClipsearchError, InvalidRequest
 from clipsearch.http_errors import error_response
-from clipsearch.image_payloads import decode_base64_image, read_upload
+from clipsearch.image_payloads import base64_body_limit, decode_base64_image, read_upload
 from clipsearch.settings import Settings
 
 MULTIPART = "multipart/form-data"
@@ -47,8 +47,7 @@ class RequestTooLarge(ClipsearchError):
 
 def max_request_bytes(settings: Settings) -> int:
     """The largest body we read: every image at its limit, base64-inflated, plus slack."""
-    per_image = settings.max_image_bytes * 4 // 3 + 4096
-    return settings.max_images_per_request * per_image + 64 * 1024
+    return base64_body_limit(settings.max_images_per_request, settings.max_image_bytes)
 
 
 def check_content_length(header: str | None, settings: Settings) -> None:
