@@ -119,7 +119,6 @@ def _field_problem(f: object) -> str | None:
     return None
 
 
-
 def _checked_columns(fields: Iterable[DocumentFields],
                      vectors: np.ndarray | Sequence[Sequence[float]],
                      ) -> tuple[tuple[DocumentFields, ...], np.ndarray]:

@@ -25,8 +25,10 @@ from clipsearch.search import Fusion, HybridParameters
 
 
 def closeness_from_cosine(cos: np.ndarray) -> np.ndarray:
-    """Vespa's closeness for ``prenormalized-angular``: ``1 / (1 + distance)``, distance = 1-cos."""
-    return 1.0 / (2.0 - np.asarray(cos, dtype=np.float64))
+    """Vespa's closeness for ``prenormalized-angular``: ``1 / (1 + distance)``, distance = 1-cos.
+
+    Cosines are clipped to [-1, 1] first: float rounding can put them just outside."""
+    return 1.0 / (2.0 - np.clip(np.asarray(cos, dtype=np.float64), -1.0, 1.0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@
   stored float32 embedding, so the score never carries the index's quantisation error.
 * hybrid: both legs at once (``plan.window`` candidates each), the union of both, the missing
   leg score of each candidate filled in (lexical: an FTS query restricted to the vector hits,
-  0 when no term matched; vector: exact closeness from the stored embedding), then
-  ``clipsearch.fusion.fuse``.
+  0 when no term matched; vector: exact closeness from the stored embedding), then the
+  scores of ``clipsearch.fusion.fused_scores`` in its order (score, then id: see below).
 Filters and ``exclude_ids`` are prefilters on every call.
 
 Cost model (measured at 200k documents, ``bench/load.py``): reading a column costs about the
@@ -79,6 +79,10 @@ def _has_text(plan: SearchPlan) -> bool:
     return bool(plan.text and plan.text.strip())
 
 
+def _rowids(rows: pa.Table) -> np.ndarray:
+    return rows.column(ROWID).to_numpy().astype(np.uint64, copy=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Scored:
     """Row ids with one score each, in the order a leg returned them."""
@@ -88,10 +92,7 @@ class Scored:
 
     @classmethod
     def of(cls, rows: pa.Table, column: str) -> Scored:
-        return cls(
-            rows.column(ROWID).to_numpy().astype(np.uint64, copy=False),
-            rows.column(column).to_numpy().astype(np.float64),
-        )
+        return cls(_rowids(rows), rows.column(column).to_numpy().astype(np.float64))
 
     @classmethod
     def empty(cls) -> Scored:
@@ -132,10 +133,7 @@ async def vector_leg(
         query = query.where(where)
     rows = await query.select([DISTANCE]).with_row_id().limit(limit).to_arrow()
     cosine = 1.0 - rows.column(DISTANCE).to_numpy().astype(np.float64)
-    return Scored(
-        rows.column(ROWID).to_numpy().astype(np.uint64, copy=False),
-        closeness_from_cosine(np.clip(cosine, -1.0, 1.0)),
-    )
+    return Scored(_rowids(rows), closeness_from_cosine(cosine))
 
 
 async def lexical_scores_for(
@@ -182,7 +180,7 @@ async def vector_scores_for(
     if rows.num_rows == 0:
         return {}
     cosine = embeddings_of(rows).astype(np.float64) @ vector.astype(np.float64)
-    closeness = closeness_from_cosine(np.clip(cosine, -1.0, 1.0))
+    closeness = closeness_from_cosine(cosine)
     return dict(zip(rows.column(ROWID).to_pylist(), closeness.tolist(), strict=True))
 
 
