@@ -8,7 +8,7 @@ BPE_WHEEL := .cache/wheels/open_clip_torch-3.3.0-py3-none-any.whl
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup browser test lint typecheck pytest demo bench clean vespa-package
+.PHONY: setup browser test lint imports typecheck pytest demo bench clean vespa-package
 
 setup: $(STAMP) $(BPE_WHEEL)
 
@@ -28,6 +28,10 @@ $(BPE_WHEEL): | $(BIN)/python
 lint: setup
 	$(BIN)/ruff check .
 
+# The layer contract in pyproject.toml: the core never imports services/ or feeder/.
+imports: setup
+	$(BIN)/lint-imports
+
 typecheck: setup
 	$(BIN)/mypy
 
@@ -38,7 +42,7 @@ browser:
 pytest: setup browser
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+test: lint imports typecheck pytest
 
 demo: setup
 	$(BIN)/clipsearch demo

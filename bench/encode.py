@@ -26,16 +26,16 @@ from transformers import CLIPConfig, CLIPModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.encoder.bpe import build_clip_tokenizer
-from services.encoder.model import ClipEncoder
-from services.encoder.preprocess import PreprocessSpec
-from services.encoder.runtimes.base import Runtime
-from services.encoder.runtimes.select import (
+from clipsearch.models.bpe import build_clip_tokenizer
+from clipsearch.models.model import ClipEncoder
+from clipsearch.models.preprocess import PreprocessSpec
+from clipsearch.models.runtimes.base import Runtime
+from clipsearch.models.runtimes.select import (
     RuntimeOptions,
     build_runtime,
     select_runtime,
 )
-from services.encoder.runtimes.torch_runtime import cpu_supports_bf16, features
+from clipsearch.models.runtimes.torch_runtime import cpu_supports_bf16, features
 
 QUERIES = ["a photo of a cat", "an airport near the sea", "dense residential area",
            "a green park with trees", "a river through the city", "boats in the harbour",

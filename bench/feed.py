@@ -107,10 +107,10 @@ async def bench_docs(tmp: Path, n: int, batch: int) -> None:
 
 
 async def bench_images(tmp: Path, n_images: int, workers: list[int]) -> None:
+    from clipsearch.datasets.sample import make_sample_dataset
+    from clipsearch.models.model import ClipEncoder
+    from clipsearch.models.tiny import build_tiny_clip
     from feeder.prepare import prepare_pixels
-    from feeder.sample import make_sample_dataset
-    from services.encoder.model import ClipEncoder
-    from services.encoder.tiny import build_tiny_clip
 
     model_dir = build_tiny_clip(tmp / "model")
     ds = make_sample_dataset(tmp / "images", n_per_category=max(1, n_images // 5),

@@ -220,7 +220,7 @@ def serve(args: argparse.Namespace) -> None:
     spec = CorpusSpec(n=args.n, dim=args.dim)
     settings = corpus_settings(Path(args.data_dir), spec, **serving_overrides(args))
     if args.embedder == "tiny":
-        from services.encoder.tiny import build_tiny_clip
+        from clipsearch.models.tiny import build_tiny_clip
 
         model_dir = build_tiny_clip(Path(args.data_dir) / "tiny-clip", projection_dim=args.dim)
         app = create_app(settings.model_copy(update={"model": str(model_dir)}))

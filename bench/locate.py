@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastapi.testclient import TestClient
 
+from clipsearch.datasets.scenes import CATEGORY_NAMES
+from clipsearch.models.local import LocalEmbedder
+from clipsearch.models.model import ClipEncoder
+from clipsearch.models.patches import box_iou
 from clipsearch.settings import Settings
-from feeder.demo_scenes import CATEGORY_NAMES
 from services.api.app import create_app
-from services.encoder.local import LocalEmbedder
-from services.encoder.model import ClipEncoder
-from services.encoder.patches import box_iou
 from tests.api_fakes import RecordingIndex, doc
 from tests.locate_fixtures import composite
 

@@ -29,12 +29,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from clipsearch.datasets.scenes import TEXT_LABEL, make_demo_dataset  # noqa: E402
+from clipsearch.models.model import ClipEncoder  # noqa: E402
 from clipsearch.settings import Settings  # noqa: E402
 from clipsearch.steering import ProbeStore, apply_steer  # noqa: E402
 from clipsearch.steering.labels import LabelledImage  # noqa: E402
 from clipsearch.steering.train import TrainRequest, encode_labelled, train_probe  # noqa: E402
-from feeder.demo_scenes import TEXT_LABEL, make_demo_dataset  # noqa: E402
-from services.encoder.model import ClipEncoder  # noqa: E402
 
 
 def main() -> int:

@@ -1,9 +1,9 @@
 """``clipsearch demo`` / ``make demo``: model + dataset + feed + serve, offline, one command.
 
 Without ``--manifest`` the demo dataset (procedurally drawn scenes in eight categories, see
-``feeder.demo_scenes``) is generated into ``<data_dir>/demo/dataset``; without ``--model`` a small
-CLIP is trained from scratch on it into ``<data_dir>/demo/model`` (``clipsearch demo-model``,
-a few minutes on 2 cores). Both are reused on the next run.
+``clipsearch.datasets.scenes``) is generated into ``<data_dir>/demo/dataset``; without
+``--model`` a small CLIP is trained from scratch on it into ``<data_dir>/demo/model``
+(``clipsearch demo-model``, a few minutes on 2 cores). Both are reused on the next run.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class DemoOptions(BaseModel):
 
 def demo_dataset(root: Path) -> Path:
     """The demo dataset (procedural scenes, several captions each), generated on first use."""
-    from feeder.demo_scenes import make_demo_dataset
+    from clipsearch.datasets.scenes import make_demo_dataset
 
     out = root / "dataset"
     manifest = out / "manifest.jsonl"

@@ -12,7 +12,7 @@ from clipsearch.embeddings import Embeddings
 class Embedder(Protocol):
     """Turns query text or encoded image bytes into unit-length CLIP embeddings.
 
-    Implementations: ``services.encoder.local.LocalEmbedder`` (in-process model) and
+    Implementations: ``clipsearch.models.local.LocalEmbedder`` (in-process model) and
     ``clipsearch.encoder_client.RemoteEmbedder`` (the encoder service over HTTP).
     Bad images raise ``InvalidImage`` / ``ImageTooLarge``; an unreachable encoder raises
     ``BackendUnavailable``.

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from clipsearch.datasets.readers import SourceFormat
 from clipsearch.errors import InvalidRequest
 from clipsearch.index import open_index
 from clipsearch.index.base import SearchIndex
@@ -15,7 +16,6 @@ from clipsearch.settings import Settings
 from feeder.encoders import FeedEncoder, adapt, open_encoder
 from feeder.export import ExportRequest, write_vespa_feed
 from feeder.pipeline import feed
-from feeder.readers import SourceFormat
 from feeder.report import FeedReport
 from feeder.request import FeedRequest
 

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
-from feeder.records import Action, Rejection
+from clipsearch.datasets.records import Action, Rejection
 
 
 class DeadLetters:

@@ -15,14 +15,14 @@ import numpy as np
 
 from clipsearch.embedder import Embedder
 from clipsearch.embeddings import Embeddings
+from clipsearch.models.preprocess import PreprocessSpec
 from clipsearch.settings import Settings
 from feeder.prepare import Prepared, prepare_bytes, prepare_pixels
-from services.encoder.preprocess import PreprocessSpec
 
 
 @runtime_checkable
 class PixelModel(Protocol):
-    """What the feeder needs from ``services.encoder.model.ClipEncoder``."""
+    """What the feeder needs from ``clipsearch.models.model.ClipEncoder``."""
 
     @property
     def model_id(self) -> str: ...
@@ -127,7 +127,7 @@ async def open_encoder(settings: Settings) -> FeedEncoder:
             await remote.close()
             raise
         return BytesEncoder(remote, settings, closer=remote.close)
-    from services.encoder.model import ClipEncoder
+    from clipsearch.models.model import ClipEncoder
 
     model = await asyncio.to_thread(ClipEncoder.load, settings.model,
                                     revision=settings.model_revision, device=settings.device,

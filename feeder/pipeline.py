@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 import numpy as np
 from tqdm import tqdm
 
+from clipsearch.datasets.readers import read_source
+from clipsearch.datasets.records import Reason, Rejection
 from clipsearch.documents import DocumentBatch, DocumentFields
 from clipsearch.embeddings import Embeddings
 from clipsearch.errors import BackendUnavailable, ClipsearchError, InvalidImage, InvalidRequest
@@ -30,8 +32,6 @@ from feeder.encoders import FeedEncoder
 from feeder.ledger import Ledger, fingerprint, ledger_path
 from feeder.plan import Planned, Planner, select
 from feeder.prepare import Prepared, bounded_map
-from feeder.readers import read_source
-from feeder.records import Reason, Rejection
 from feeder.report import FeedReport
 from feeder.request import FeedRequest
 from feeder.store import EmbeddingStore, StoredEntry, StoredRow

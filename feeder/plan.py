@@ -11,9 +11,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from clipsearch.datasets.records import Action, ReadItem, Reason, Rejection, SourceRecord
 from clipsearch.documents import DocumentFields, make_doc_id
 from feeder.deadletter import DeadLetters
-from feeder.records import Action, ReadItem, Reason, Rejection, SourceRecord
 
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9 _.\-+/]")
 HASH_CHUNK = 1 << 20

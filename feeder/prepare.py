@@ -15,10 +15,10 @@ from typing import TypeVar
 
 import numpy as np
 
+from clipsearch.datasets.records import Reason
 from clipsearch.errors import ImageTooLarge, InvalidImage
-from feeder.records import Reason
-from services.encoder.images import decode_image
-from services.encoder.preprocess import PreprocessSpec, preprocess
+from clipsearch.models.images import decode_image
+from clipsearch.models.preprocess import PreprocessSpec, preprocess
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -11,8 +11,8 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from clipsearch.datasets.readers import SourceFormat
 from clipsearch.settings import Settings
-from feeder.readers import SourceFormat
 
 
 class FeedRequest(BaseSettings):

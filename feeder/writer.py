@@ -6,12 +6,12 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
+from clipsearch.datasets.records import Reason, Rejection
 from clipsearch.documents import DocumentBatch
 from clipsearch.errors import InvalidRequest
 from clipsearch.index.base import SearchIndex
 from feeder.deadletter import DeadLetters
 from feeder.ledger import Ledger
-from feeder.records import Reason, Rejection
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight CLIP + real CLIP tokenizer, saved with save_pretrained."""
-    from services.encoder.tiny import build_tiny_clip
+    from clipsearch.models.tiny import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip") / "model")
 
@@ -23,6 +23,6 @@ def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sample_dataset(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A small generated image set in the generic JSONL manifest format."""
-    from feeder.sample import make_sample_dataset
+    from clipsearch.datasets.sample import make_sample_dataset
 
     return make_sample_dataset(tmp_path_factory.mktemp("sample-data"))

@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pydantic import BaseModel
 
+from clipsearch.datasets.scenes import SceneKind, draw_scene
 from clipsearch.embeddings import Embeddings, l2_normalize
-from feeder.demo_scenes import SceneKind, draw_scene
 
 Box = tuple[int, int, int, int]
 

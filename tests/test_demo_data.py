@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from feeder.demo_scenes import CATEGORIES, SceneKind, make_demo_dataset
-from feeder.readers import SourceFormat, read_source
-from feeder.records import SourceRecord
+from clipsearch.datasets.readers import SourceFormat, read_source
+from clipsearch.datasets.records import SourceRecord
+from clipsearch.datasets.scenes import CATEGORIES, SceneKind, make_demo_dataset
 
 
 def _digest(root: Path) -> str:

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 
 from clipsearch.encoder_client import RemoteEmbedder
 from clipsearch.errors import ImageTooLarge, InvalidImage
+from clipsearch.models.model import ClipEncoder
 from clipsearch.settings import Settings
 from services.encoder.app import create_app
-from services.encoder.model import ClipEncoder
 from tests import encoder_images as zoo
 
 

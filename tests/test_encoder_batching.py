@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from clipsearch.errors import BackendUnavailable
-from services.encoder.batching import MicroBatcher
-from services.encoder.model import ClipEncoder
+from clipsearch.models.batching import MicroBatcher
+from clipsearch.models.model import ClipEncoder
 
 
 @pytest.fixture(scope="module")

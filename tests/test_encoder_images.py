@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from clipsearch.errors import ImageTooLarge, InvalidImage
-from services.encoder.images import decode_image
+from clipsearch.models.images import decode_image
 from tests import encoder_images as zoo
 
 LIMITS = {"max_bytes": 10 * 1024 * 1024, "max_pixels": 40_000_000}

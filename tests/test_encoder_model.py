@@ -11,11 +11,11 @@ from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
 from clipsearch.embedder import Embedder
 from clipsearch.errors import ImageTooLarge, InvalidImage
+from clipsearch.models.loading import ModelLoadError
+from clipsearch.models.local import LocalEmbedder
+from clipsearch.models.model import ClipEncoder
+from clipsearch.models.runtimes.torch_runtime import features
 from clipsearch.settings import Settings
-from services.encoder.loading import ModelLoadError
-from services.encoder.local import LocalEmbedder
-from services.encoder.model import ClipEncoder
-from services.encoder.runtimes.torch_runtime import features
 from tests import encoder_images as zoo
 
 TEXTS = ["a photo of a cat", "an aerial view of a large airport with many planes parked "
@@ -82,7 +82,7 @@ def test_images_equal_transformers(encoder: ClipEncoder, reference: CLIPModel,
                                    tiny_clip_dir: Path) -> None:
     datas = [zoo.jpeg(320, 200, seed=1), zoo.png(64, 64, seed=2), zoo.png(30, 90, seed=3)]
     proc = AutoImageProcessor.from_pretrained(tiny_clip_dir)
-    from services.encoder.images import decode_image
+    from clipsearch.models.images import decode_image
 
     images = [decode_image(d, **LIMITS) for d in datas]
     pixels = torch.from_numpy(proc(images=images, return_tensors="np")["pixel_values"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from transformers import AutoImageProcessor
 
-from services.encoder.preprocess import PreprocessSpec, preprocess, preprocess_batch
+from clipsearch.models.preprocess import PreprocessSpec, preprocess, preprocess_batch
 from tests.encoder_images import noise_image
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from services.encoder.model import ClipEncoder
-from services.encoder.runtimes.select import MIN_COSINE, select_runtime
-from services.encoder.text_cache import TextCache
+from clipsearch.models.model import ClipEncoder
+from clipsearch.models.runtimes.select import MIN_COSINE, select_runtime
+from clipsearch.models.text_cache import TextCache
 from tests import encoder_images as zoo
 
 TEXTS = ["a photo of a cat", "x", "an aerial view of a large airport with many planes parked",
@@ -82,8 +82,8 @@ def test_auto_picks_a_runtime_within_tolerance(tiny_clip_dir: Path, reference: C
 
 def test_auto_skips_broken_and_inaccurate_candidates(tiny_clip_dir: Path,
                                                      onnx_cache: Path) -> None:
-    from services.encoder.loading import load_clip_parts
-    from services.encoder.runtimes.select import RuntimeOptions
+    from clipsearch.models.loading import load_clip_parts
+    from clipsearch.models.runtimes.select import RuntimeOptions
 
     parts = load_clip_parts(str(tiny_clip_dir))
     opts = RuntimeOptions(model_id=str(tiny_clip_dir), cache_dir=onnx_cache)

@@ -14,7 +14,7 @@ import pytest
 
 from clipsearch.encoder_client import RemoteEmbedder
 from clipsearch.errors import InvalidImage
-from services.encoder.model import ClipEncoder
+from clipsearch.models.model import ClipEncoder
 from tests import encoder_images as zoo
 from tests.servers import free_port, wait_until_up
 

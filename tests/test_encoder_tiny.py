@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
-from services.encoder import bpe
-from services.encoder.bpe import BpeNotFound, build_clip_tokenizer, find_clip_bpe
-from services.encoder.tiny import build_tiny_clip, is_complete
+from clipsearch.models import bpe
+from clipsearch.models.bpe import BpeNotFound, build_clip_tokenizer, find_clip_bpe
+from clipsearch.models.tiny import build_tiny_clip, is_complete
 
 BOS, EOS = 49406, 49407
 

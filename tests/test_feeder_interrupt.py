@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from clipsearch.datasets.sample import make_sample_dataset
 from clipsearch.index import open_index
 from clipsearch.settings import Settings
-from feeder.sample import make_sample_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_S = 120.0

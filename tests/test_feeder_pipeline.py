@@ -29,7 +29,7 @@ from tests.feeder_fixtures import (
 
 @pytest.fixture(scope="module")
 def clip(tiny_clip_dir: Path):  # type: ignore[no-untyped-def]
-    from services.encoder.model import ClipEncoder
+    from clipsearch.models.model import ClipEncoder
 
     return ClipEncoder.load(str(tiny_clip_dir), threads=1)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from feeder.readers import SourceFormat, detect_format, read_source
-from feeder.readers.karpathy import category_from_name
-from feeder.readers.text import decode_text
-from feeder.records import Action, Reason, Rejection, SourceRecord
+from clipsearch.datasets.readers import SourceFormat, detect_format, read_source
+from clipsearch.datasets.readers.karpathy import category_from_name
+from clipsearch.datasets.readers.text import decode_text
+from clipsearch.datasets.records import Action, Reason, Rejection, SourceRecord
 from tests.feeder_fixtures import make_generic, make_imageclef, make_karpathy
 
 

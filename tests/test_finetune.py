@@ -11,8 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
+from clipsearch.datasets.scenes import make_demo_dataset
 from clipsearch.errors import InvalidRequest
 from clipsearch.evaluation.data import LabelledImage, load_labelled
+from clipsearch.models.model import ClipEncoder
 from clipsearch.training.augment import AugmentConfig, augment
 from clipsearch.training.demo_model import DemoModelSpec, init_random_clip
 from clipsearch.training.finetune import (
@@ -23,8 +25,6 @@ from clipsearch.training.finetune import (
     load_metrics,
     split_train_val,
 )
-from feeder.demo_scenes import make_demo_dataset
-from services.encoder.model import ClipEncoder
 
 SPEC = DemoModelSpec(image_size=32, patch_size=8, hidden=32, layers=1, projection_dim=32)
 

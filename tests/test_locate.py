@@ -19,11 +19,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from clipsearch.errors import InvalidRequest
-from clipsearch.settings import Settings
-from services.api.app import create_app
-from services.encoder.patch_encoding import embed_patches
-from services.encoder.patch_heatmap import render_overlay
-from services.encoder.patches import (
+from clipsearch.models.patch_encoding import embed_patches
+from clipsearch.models.patch_heatmap import render_overlay
+from clipsearch.models.patches import (
     MAX_PATCHES,
     box_iou,
     crop_patches,
@@ -31,6 +29,8 @@ from services.encoder.patches import (
     plan_grid,
     score_patches,
 )
+from clipsearch.settings import Settings
+from services.api.app import create_app
 from tests.api_fakes import FakeEmbedder, RecordingIndex, doc
 from tests.locate_fixtures import RedSeeingEmbedder, red_square
 
@@ -129,8 +129,8 @@ def test_score_refuses_a_vector_count_that_does_not_match() -> None:
 
 async def test_pixel_path_equals_bytes_path(tiny_clip_dir: Path) -> None:
     """In-process crops (no PNG) and crops sent as PNG bytes give the same vectors."""
-    from services.encoder.local import LocalEmbedder
-    from services.encoder.model import ClipEncoder
+    from clipsearch.models.local import LocalEmbedder
+    from clipsearch.models.model import ClipEncoder
 
     settings = Settings(model=str(tiny_clip_dir), runtime="torch")
     local = LocalEmbedder(ClipEncoder.load(str(tiny_clip_dir), runtime="torch"), settings)
@@ -324,9 +324,9 @@ async def test_remote_encoder_path_matches_the_local_one(tiny_clip_dir: Path,
     import httpx
 
     from clipsearch.encoder_client import RemoteEmbedder
+    from clipsearch.models.local import LocalEmbedder
+    from clipsearch.models.model import ClipEncoder
     from services.encoder.app import create_app as create_encoder_app
-    from services.encoder.local import LocalEmbedder
-    from services.encoder.model import ClipEncoder
 
     encoder = ClipEncoder.load(str(tiny_clip_dir), runtime="torch")
     enc_settings = Settings(model=str(tiny_clip_dir), runtime="torch", max_images_per_request=16)

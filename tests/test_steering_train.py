@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 
 from clipsearch.cli import main
+from clipsearch.datasets.scenes import TEXT_LABEL, DemoDataset, make_demo_dataset
 from clipsearch.errors import InvalidRequest
+from clipsearch.models.model import ClipEncoder
 from clipsearch.settings import Settings
 from clipsearch.steering import ProbeMismatch, ProbeStore, apply_steer
 from clipsearch.steering.labels import LabelledImage, from_labels_file
 from clipsearch.steering.train import TrainRequest, train_probe
-from feeder.demo_scenes import TEXT_LABEL, DemoDataset, make_demo_dataset
-from services.encoder.model import ClipEncoder
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,8 @@ class LabelledImage(BaseModel):
 def load_labelled(source: Path, *, fmt: str = "auto", dataset: str | None = None,
                   splits: Sequence[str] | None = None) -> list[LabelledImage]:
     """Every readable labelled image of a dataset, optionally only the given splits."""
-    from feeder.readers import SourceFormat, read_source
-    from feeder.records import SourceRecord
+    from clipsearch.datasets.readers import SourceFormat, read_source
+    from clipsearch.datasets.records import SourceRecord
 
     try:
         rows = list(read_source(Path(source), SourceFormat(fmt), dataset=dataset))

@@ -9,10 +9,10 @@ import numpy as np
 
 from clipsearch.errors import InvalidImage
 from clipsearch.evaluation.data import LabelledImage
+from clipsearch.models.images import decode_image
+from clipsearch.models.model import ClipEncoder
+from clipsearch.models.preprocess import preprocess
 from clipsearch.settings import Settings
-from services.encoder.images import decode_image
-from services.encoder.model import ClipEncoder
-from services.encoder.preprocess import preprocess
 
 
 @dataclass

@@ -9,12 +9,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from clipsearch.errors import InvalidImage
+from clipsearch.models.model import ClipEncoder
 from clipsearch.settings import Settings
 from clipsearch.steering.fit import FitOptions, fit_probe
 from clipsearch.steering.labels import LabelledImage
 from clipsearch.steering.probe import PROBE_NAME_PATTERN, Probe
 from clipsearch.steering.store import ProbeStore
-from services.encoder.model import ClipEncoder
 
 log = logging.getLogger(__name__)
 BATCH = 64

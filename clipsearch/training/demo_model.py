@@ -1,6 +1,6 @@
 """The demo model: a small CLIP trained from scratch on the demo dataset, reproducibly.
 
-``build_demo_model(out)`` draws the demo dataset (``feeder.demo_scenes``, seed 0), builds a
+``build_demo_model(out)`` draws the demo dataset (``clipsearch.datasets.scenes``, seed 0), builds a
 small random-weight CLIP with the real CLIP tokenizer (64-px images, 8-px patches, 512-d
 embeddings like ``openai/clip-vit-base-patch32`` so the default index settings fit), and
 trains it with the same ``finetune`` code users run. Same arguments, same machine type: same
@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import CLIPModel
 from transformers.models.clip import CLIPImageProcessorPil
 
+from clipsearch.datasets.scenes import make_demo_dataset
 from clipsearch.evaluation.data import load_labelled
+from clipsearch.models.bpe import build_clip_tokenizer
+from clipsearch.models.tiny import is_complete, tiny_clip_config
 from clipsearch.training.augment import AugmentConfig
 from clipsearch.training.finetune import FinetuneConfig, FinetuneResult, finetune, split_train_val
-from feeder.demo_scenes import make_demo_dataset
-from services.encoder.bpe import build_clip_tokenizer
-from services.encoder.tiny import is_complete, tiny_clip_config
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def train_demo_model(out: Path, *, dataset_dir: Path,
             seed=spec.seed, threads=spec.threads,
             augment=AugmentConfig(scale=(0.6, 1.0)),
             data_description=(
-                f"The clipsearch demo dataset (`feeder.demo_scenes`, seed {spec.seed}, "
+                f"The clipsearch demo dataset (`clipsearch.datasets.scenes`, seed {spec.seed}, "
                 f"{spec.n_per_category} scenes per category), trained from scratch "
                 f"(random init: {spec.model_dump_json()})."),
         )

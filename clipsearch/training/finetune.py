@@ -31,10 +31,10 @@ from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
 from clipsearch.errors import InvalidRequest
 from clipsearch.evaluation.data import LabelledImage
+from clipsearch.models.preprocess import PreprocessSpec, preprocess
+from clipsearch.models.runtimes.torch_runtime import features
 from clipsearch.training.augment import AugmentConfig, augment
 from clipsearch.training.card import write_model_card
-from services.encoder.preprocess import PreprocessSpec, preprocess
-from services.encoder.runtimes.torch_runtime import features
 
 log = logging.getLogger(__name__)
 MAX_LOGIT_SCALE = math.log(100.0)

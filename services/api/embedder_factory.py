@@ -23,8 +23,8 @@ async def open_embedder(settings: Settings) -> tuple[Embedder | None, str | None
             log.warning("encoder not reachable yet (%s); will retry on first use", exc)
         return remote, None
     try:
-        from services.encoder.local import LocalEmbedder
-        from services.encoder.model import ClipEncoder
+        from clipsearch.models.local import LocalEmbedder
+        from clipsearch.models.model import ClipEncoder
 
         encoder = await asyncio.to_thread(ClipEncoder.from_settings, settings)
         return LocalEmbedder(encoder, settings), None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clipsearch.documents import DocId
-from services.encoder.patches import DEFAULT_SCALES, MAX_SCALE
+from clipsearch.models.patches import DEFAULT_SCALES, MAX_SCALE
 
 Scale = int
 

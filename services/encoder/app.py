@@ -19,10 +19,10 @@ from clipsearch.embeddings import Embeddings
 from clipsearch.encoder_api import EmbedResponse, EncoderInfo, TextEmbedRequest
 from clipsearch.errors import BackendUnavailable
 from clipsearch.http_errors import install_error_handlers
+from clipsearch.models.local import LocalEmbedder
+from clipsearch.models.model import ClipEncoder
 from clipsearch.settings import Settings
-from services.encoder.local import LocalEmbedder
 from services.encoder.metrics import CONTENT_TYPE, EncoderMetrics
-from services.encoder.model import ClipEncoder
 from services.encoder.uploads import (
     IMAGE_BODY_DOC,
     RequestTooLarge,

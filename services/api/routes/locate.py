@@ -32,6 +32,10 @@ from clipsearch.errors import (
     NotFound,
 )
 from clipsearch.image_payloads import decode_base64_image, read_upload
+from clipsearch.models.images import decode_image
+from clipsearch.models.patch_encoding import embed_patches, patch_size_for
+from clipsearch.models.patch_heatmap import render_overlay
+from clipsearch.models.patches import PatchScores, crop_patches, plan_grid, score_patches
 from services.api.locate_schemas import (
     Box,
     LocateOptions,
@@ -42,10 +46,6 @@ from services.api.locate_schemas import (
 )
 from services.api.planner import prompt_for
 from services.api.state import ApiState, get_state
-from services.encoder.images import decode_image
-from services.encoder.patch_encoding import embed_patches, patch_size_for
-from services.encoder.patch_heatmap import render_overlay
-from services.encoder.patches import PatchScores, crop_patches, plan_grid, score_patches
 
 router = APIRouter(tags=["locate"])
 

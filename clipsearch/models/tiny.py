@@ -16,7 +16,7 @@ import torch
 from transformers import CLIPConfig, CLIPModel
 from transformers.models.clip import CLIPImageProcessorPil
 
-from services.encoder.bpe import BOS, EOS, VOCAB_SIZE, build_clip_tokenizer
+from clipsearch.models.bpe import BOS, EOS, VOCAB_SIZE, build_clip_tokenizer
 
 # Files whose presence means a previous build finished (the build renames atomically, so a
 # directory holding them is complete).

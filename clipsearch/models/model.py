@@ -17,14 +17,14 @@ from transformers import PreTrainedTokenizerBase
 
 from clipsearch.embeddings import Embeddings, l2_normalize
 from clipsearch.errors import InvalidImage
+from clipsearch.models.images import decode_image
+from clipsearch.models.loading import load_clip_parts
+from clipsearch.models.preprocess import PreprocessSpec, preprocess_batch
+from clipsearch.models.runtimes.base import Runtime
+from clipsearch.models.runtimes.onnx_runtime import default_cache_dir
+from clipsearch.models.runtimes.select import RuntimeOptions, build_runtime, select_runtime
+from clipsearch.models.text_cache import TextCache
 from clipsearch.settings import Settings
-from services.encoder.images import decode_image
-from services.encoder.loading import load_clip_parts
-from services.encoder.preprocess import PreprocessSpec, preprocess_batch
-from services.encoder.runtimes.base import Runtime
-from services.encoder.runtimes.onnx_runtime import default_cache_dir
-from services.encoder.runtimes.select import RuntimeOptions, build_runtime, select_runtime
-from services.encoder.text_cache import TextCache
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Find a feature inside an image: an overlapping patch grid at a few scales, and its scores.
 
 The geometry and the scoring are pure (numpy + PIL) so they can be tested without a model;
-``services.encoder.patch_encoding`` turns the patches into embeddings with a real encoder.
+``clipsearch.models.patch_encoding`` turns the patches into embeddings with a real encoder.
 
 Grid: for each ``scale`` s the window is a square of side ``min(W, H) / s`` pixels, moved with
 a stride of about half a window (so neighbouring windows overlap by about half): the starts

@@ -10,7 +10,7 @@ from pathlib import Path
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel, PreTrainedTokenizerBase
 
 from clipsearch.errors import ClipsearchError
-from services.encoder.preprocess import PreprocessSpec
+from clipsearch.models.preprocess import PreprocessSpec
 
 log = logging.getLogger(__name__)
 

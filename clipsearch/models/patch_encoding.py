@@ -20,8 +20,8 @@ from PIL import Image
 
 from clipsearch.embedder import Embedder
 from clipsearch.errors import BackendError
-from services.encoder.local import LocalEmbedder
-from services.encoder.preprocess import preprocess_batch
+from clipsearch.models.local import LocalEmbedder
+from clipsearch.models.preprocess import preprocess_batch
 
 
 def _png(img: Image.Image) -> bytes:

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 
-from feeder.readers.generic import read_generic
-from feeder.readers.imageclef import SPLITS as IMAGECLEF_SPLITS
-from feeder.readers.imageclef import read_imageclef
-from feeder.readers.karpathy import read_karpathy
-from feeder.records import ReadItem
+from clipsearch.datasets.readers.generic import read_generic
+from clipsearch.datasets.readers.imageclef import SPLITS as IMAGECLEF_SPLITS
+from clipsearch.datasets.readers.imageclef import read_imageclef
+from clipsearch.datasets.readers.karpathy import read_karpathy
+from clipsearch.datasets.records import ReadItem
 
 
 class SourceFormat(StrEnum):

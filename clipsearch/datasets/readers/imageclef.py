@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from feeder.readers.text import decode_text
-from feeder.records import Action, ReadItem, Reason, Rejection, SourceRecord
+from clipsearch.datasets.readers.text import decode_text
+from clipsearch.datasets.records import Action, ReadItem, Reason, Rejection, SourceRecord
 
 SPLITS = {"training": "train", "validation": "val", "test": "test"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from services.encoder.patches import PatchScores, heatmap
+from clipsearch.models.patches import PatchScores, heatmap
 
 MAX_RENDER_PX = 1024  # the PNG's long side; larger images are shown scaled down
 _STOPS = np.array([  # a dark-blue -> cyan -> yellow -> red ramp, position then RGB

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import CLIPModel
 
-from services.encoder.runtimes.torch_runtime import features
+from clipsearch.models.runtimes.torch_runtime import features
 
 OPSET = 17
 # Per-channel weights; 7-bit range avoids the u8*s8 saturation of AVX2 kernels without VNNI

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from feeder.readers.text import decode_text
-from feeder.records import Action, ReadItem, Reason, Rejection, SourceRecord
+from clipsearch.datasets.readers.text import decode_text
+from clipsearch.datasets.records import Action, ReadItem, Reason, Rejection, SourceRecord
 
 IMAGE_DIR_NAMES = ("RSICD_images", "images", "imgs", "Images", "image")
 _PREFIX = re.compile(r"^([A-Za-z][A-Za-z_ -]*?)[_ -]*\d+$")

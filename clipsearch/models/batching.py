@@ -23,7 +23,7 @@ import numpy as np
 
 from clipsearch.embeddings import Embeddings
 from clipsearch.errors import BackendUnavailable
-from services.encoder.model import ClipEncoder
+from clipsearch.models.model import ClipEncoder
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from feeder.readers.text import decode_text
-from feeder.records import Action, ReadItem, Reason, Rejection, SourceRecord
+from clipsearch.datasets.readers.text import decode_text
+from clipsearch.datasets.records import Action, ReadItem, Reason, Rejection, SourceRecord
 
 MANIFEST_NAMES = ("manifest.jsonl", "manifest.csv")
 

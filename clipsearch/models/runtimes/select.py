@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 from transformers import CLIPModel
 
-from services.encoder.runtimes.base import Runtime
-from services.encoder.runtimes.onnx_runtime import (
+from clipsearch.models.runtimes.base import Runtime
+from clipsearch.models.runtimes.onnx_runtime import (
     OnnxRuntime,
     cache_key,
     default_cache_dir,
     ensure_onnx,
 )
-from services.encoder.runtimes.torch_runtime import TorchRuntime, cpu_supports_bf16
+from clipsearch.models.runtimes.torch_runtime import TorchRuntime, cpu_supports_bf16
 
 log = logging.getLogger(__name__)
 

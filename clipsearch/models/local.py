@@ -11,9 +11,9 @@ from typing import TypeVar
 import torch
 
 from clipsearch.embeddings import Embeddings
+from clipsearch.models.batching import BatchObserver, MicroBatcher
+from clipsearch.models.model import ClipEncoder
 from clipsearch.settings import Settings
-from services.encoder.batching import BatchObserver, MicroBatcher
-from services.encoder.model import ClipEncoder
 
 T = TypeVar("T")
 DECODE_THREADS = 2
