@@ -49,6 +49,23 @@ class Settings(BaseSettings):
     device: str = "cpu"
     encoder_url: str = Field("", description="Empty: encode in-process. Else the encoder's URL")
     encoder_timeout_s: float = Field(30.0, gt=0)
+    encoder_connect_timeout_s: float = Field(1.0, gt=0, le=60,
+                                             description="TCP connect timeout to the encoder")
+    encoder_breaker_failures: int = Field(
+        3, ge=1, le=1000, description="Consecutive encoder failures that open the circuit "
+        "breaker (requests then fail fast with 503 until a probe succeeds)")
+    encoder_breaker_cooldown_s: float = Field(5.0, gt=0, le=600,
+                                              description="Open-breaker time before a probe")
+    ready_timeout_s: float = Field(1.5, gt=0, le=30,
+                                   description="/ready: the most each dependency check may take")
+    max_request_pixels: int = Field(
+        256_000_000, ge=1024, description="Pixel budget of all images in one request (from "
+        "their headers, before decoding)")
+    decode_pixel_budget: int = Field(
+        128_000_000, ge=1024, description="Pixels of large images decoded at once per process "
+        "(images up to small_image_pixels skip this queue)")
+    small_image_pixels: int = Field(4_000_000, ge=1, description="Images this small are "
+                                    "decoded without waiting for large ones")
     torch_threads: int = Field(1, ge=1, le=256)
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(64_000_000, ge=1024)

@@ -12,6 +12,7 @@ from clipsearch.datasets.readers import SourceFormat
 from clipsearch.errors import InvalidRequest
 from clipsearch.index import open_index
 from clipsearch.index.base import SearchIndex
+from clipsearch.index.writer_lock import index_dir_of, writer_lock
 from clipsearch.settings import Settings
 from feeder.encoders import FeedEncoder, adapt, open_encoder
 from feeder.export import ExportRequest, write_vespa_feed
@@ -45,7 +46,11 @@ async def run_feed_async(settings: Settings, request: FeedRequest, *,
                 enc, own_encoder = await open_encoder(settings), True
             else:
                 enc = adapt(encoder, settings)
-        return await feed(settings, request, idx, enc)
+        lock_dir = index_dir_of(idx)
+        if lock_dir is None:
+            return await feed(settings, request, idx, enc)
+        with writer_lock(lock_dir, "clipsearch feed", wait=request.wait):
+            return await feed(settings, request, idx, enc)
     finally:
         if own_encoder and enc is not None:
             await enc.close()
@@ -129,6 +134,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     p.add_argument("--feed-batch-size", dest="feed_batch_size", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--wait", action="store_true", default=None,
+                   help="if another writer holds the index, wait for it instead of stopping")
     p.set_defaults(func=_feed_cmd)
 
     p = subparsers.add_parser("export", help="write embedding shards as Vespa feed JSONL",

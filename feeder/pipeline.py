@@ -26,6 +26,7 @@ from clipsearch.documents import DocumentBatch, DocumentFields
 from clipsearch.embeddings import Embeddings
 from clipsearch.errors import BackendUnavailable, ClipsearchError, InvalidImage, InvalidRequest
 from clipsearch.index.base import SearchIndex
+from clipsearch.index.maintenance import complete_pending_flush
 from clipsearch.settings import Settings
 from feeder.deadletter import DeadLetters
 from feeder.encoders import FeedEncoder
@@ -122,6 +123,8 @@ class FeedRun:
         await self.writer.flush()
         if self.writer.indexed:
             await self.index.flush()
+        else:  # a previous run may have stopped between its last write and its flush
+            self.report.flushed_pending = await complete_pending_flush(self.index)
         self.bar.close()
         self.dead.close()
         r = self.report

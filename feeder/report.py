@@ -20,6 +20,8 @@ class FeedReport(BaseModel):
     reused_embeddings: int = Field(0, description="embeddings taken from existing shards")
     seconds: float = 0.0
     aborted: str | None = Field(None, description="why the run stopped early, if it did")
+    flushed_pending: bool = Field(False, description="this run completed the flush a "
+                                  "previous run left owed")
     dead_letter: Path | None = None
     embeddings_dir: Path | None = None
 
@@ -56,6 +58,8 @@ class FeedReport(BaseModel):
         ]
         if self.dead_letter is not None and (self.skipped or self.repaired_by_reason):
             rows.append(("dead-letter report", str(self.dead_letter)))
+        if self.flushed_pending:
+            rows.append(("flush", "completed the flush an earlier run left owed"))
         if self.aborted:
             rows.append(("ABORTED", self.aborted))
         width = max(len(k) for k, _ in rows)

@@ -40,6 +40,8 @@ class FeedRequest(BaseSettings):
     retry_base_s: float = Field(0.5, ge=0, description="first backoff; doubles each retry")
     max_failed_batches: int = Field(3, ge=1, description="consecutive failed writes: abort")
     progress: bool = True
+    wait: bool = Field(False, description="another writer holds the index: wait for it "
+                       "(default: stop with an error naming it)")
 
     @model_validator(mode="after")
     def _one_source(self) -> FeedRequest:

@@ -28,14 +28,18 @@ from lancedb.index import FTS, Bitmap, BTree, IvfHnswSq
 from lancedb.table import AsyncTable
 
 from clipsearch.documents import DocumentBatch, ImageDocument
-from clipsearch.errors import BackendError, BackendUnavailable
+from clipsearch.errors import BackendError
+from clipsearch.index.embedded_duplicates import DuplicateReport, check_duplicates
+from clipsearch.index.embedded_faults import probe_read, storage_faults, unavailable
 from clipsearch.index.embedded_filters import filters_sql, in_list
+from clipsearch.index.embedded_pending import PendingFlushMarker
 from clipsearch.index.embedded_schema import (
     CAPTION_TEXT,
     EMBEDDING,
     FIELD_COLUMNS,
     ID,
     LABEL_COLUMNS,
+    SUMMARY,
     document_from_row,
     has_summary,
     schema_dim,
@@ -84,6 +88,7 @@ class EmbeddedIndex:
         self._conn: lancedb.AsyncConnection | None = None
         self._table: AsyncTable | None = None
         self._opening: asyncio.Lock | None = None
+        self._pending = PendingFlushMarker(self._path / f"{table}.flush-pending")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedIndex:
@@ -124,11 +129,8 @@ class EmbeddedIndex:
             table = await self._open_or_create(conn)
             schema = await table.schema()
             stored_dim = schema_dim(schema)
-        except OSError as exc:
-            raise BackendUnavailable(
-                f"embedded index at {self._path} cannot be opened: {exc}",
-                reason="index_unavailable",
-            ) from exc
+        except (OSError, RuntimeError) as exc:
+            raise unavailable(exc, f"opening {self._path}") from exc
         if stored_dim != self._dim:
             table.close()
             raise BackendError(
@@ -165,6 +167,7 @@ class EmbeddedIndex:
             if (column,) not in present:
                 await table.create_index(column, config=Bitmap())
 
+    @storage_faults
     async def has_vector_index(self) -> bool:
         """Whether the ANN index exists (built by ``flush`` once the table is large enough)."""
         table = await self._open()
@@ -173,17 +176,13 @@ class EmbeddedIndex:
     async def ensure_ready(self) -> None:
         await self._open()
 
+    @storage_faults
     async def ping(self) -> None:
-        try:
-            table = await self._open()
-            await table.count_rows()
-        except BackendUnavailable:
-            raise
-        except (OSError, RuntimeError) as exc:
-            raise BackendUnavailable(
-                f"embedded index at {self._path} does not answer: {exc}",
-                reason="index_unavailable",
-            ) from exc
+        """Reads a few rows spread over the table (embedding and fields), not just the
+        manifest: a missing or truncated data file fails here (``embedded_faults``)."""
+        table = await self._open()
+        columns = [ID, EMBEDDING] + ([SUMMARY] if self._options.summary else [])
+        await probe_read(table, columns)
 
     async def close(self) -> None:
         if self._table is not None:
@@ -197,6 +196,7 @@ class EmbeddedIndex:
     async def upsert(self, docs: Sequence[ImageDocument]) -> int:
         return await self.upsert_batch(DocumentBatch.from_documents(docs, dim=self._dim))
 
+    @storage_faults
     async def upsert_batch(self, batch: DocumentBatch) -> int:
         batch.check_dim(self._dim)
         unique = batch.dedupe_last()
@@ -207,6 +207,7 @@ class EmbeddedIndex:
             to_arrow(unique[i : i + self._write_batch], self._dim, summary=self._options.summary)
             for i in range(0, len(unique), self._write_batch)
         ]  # all converted before the first write
+        self._pending.mark()
         for part in parts:
             await (
                 table.merge_insert(ID)
@@ -216,15 +217,18 @@ class EmbeddedIndex:
             )
         return len(unique)
 
+    @storage_faults
     async def delete(self, ids: Sequence[str]) -> int:
         existing = await self.existing_ids(ids)
         if not existing:
             return 0
         table = await self._open()
+        self._pending.mark()
         for chunk in _chunks(sorted(existing), ID_CHUNK):
             await table.delete(in_list(ID, chunk))
         return len(existing)
 
+    @storage_faults
     async def flush(self) -> None:
         """Compact, refresh the indexes, build the ANN index once the table is large enough.
 
@@ -242,9 +246,34 @@ class EmbeddedIndex:
             and await table.count_rows() >= self._vector_index_min_rows
         ):
             await table.create_index(EMBEDDING, config=IvfHnswSq(distance_type="cosine"))
+        self._pending.clear()
+
+    @storage_faults
+    async def flush_pending(self) -> bool:
+        """Whether writes wait for ``flush``: a writer stopped between its last write and
+        the end of its flush (the marker), or rows the FTS index has not seen."""
+        if self._pending.exists():
+            return True
+        table = await self._open()
+        for ix in await table.list_indices():
+            if tuple(ix.columns) == (CAPTION_TEXT,):
+                stats = await table.index_stats(ix.name)
+                return bool(stats is not None and stats.num_unindexed_rows > 0)
+        return False
+
+    @storage_faults
+    async def check_duplicates(self, *, repair: bool = False) -> DuplicateReport:
+        """Ids stored more than once; with ``repair`` every row of them but the newest is
+        deleted (hold the writer lock, ``clipsearch.index.writer_lock``)."""
+        report = await check_duplicates(await self._open(), repair=repair,
+                                        before_delete=self._pending.mark)
+        if report.removed_rows:
+            await self.flush()
+        return report
 
     # --- reads -----------------------------------------------------------------------
 
+    @storage_faults
     async def get(self, doc_id: str) -> ImageDocument | None:
         table = await self._open()
         rows = await (
@@ -256,6 +285,7 @@ class EmbeddedIndex:
         )
         return document_from_row(rows[0]) if rows else None
 
+    @storage_faults
     async def existing_ids(self, ids: Sequence[str]) -> set[str]:
         wanted = sorted(set(ids))
         if not wanted:
@@ -269,10 +299,12 @@ class EmbeddedIndex:
             found.update(rows.column(ID).to_pylist())
         return found
 
+    @storage_faults
     async def count(self, filters: Filters | None = None) -> int:
         table = await self._open()
         return await table.count_rows(filters_sql(filters))
 
+    @storage_faults
     async def search(self, plan: SearchPlan) -> SearchResult:
         table = await self._open()
         return await run_search(table, plan, self._options)

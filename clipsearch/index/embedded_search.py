@@ -43,6 +43,7 @@ from clipsearch.index.embedded_schema import (
     CAPTION_TEXT,
     EMBEDDING,
     FIELD_COLUMNS,
+    ID,
     SUMMARY,
     embeddings_of,
     fields_from_row,
@@ -230,19 +231,63 @@ async def page_hits(
     stop = min(plan.offset + plan.limit, len(order))
     if start >= stop:
         return []
-    lo, hi = tie_widened([ranked.scores[i] for i in order], start, stop)
-    window = order[lo:hi]
+    sorted_scores = [ranked.scores[i] for i in order]
+    lo, hi = tie_widened(sorted_scores, start, stop)
     columns = [SUMMARY] if summary else list(FIELD_COLUMNS)
-    rows = await take_rows(table, [ranked.rowids[i] for i in window], columns,
-                           complete=complete)
-    by_rowid = _page_fields(rows, summary)
-    found = [(i, by_rowid[ranked.rowids[i]]) for i in window if ranked.rowids[i] in by_rowid]
-    found.sort(key=lambda pair: (-ranked.scores[pair[0]], pair[1].id))
-    page = found[start - lo : stop - lo]
+    ids_before, by_rowid = await asyncio.gather(  # ids ahead of the page: for dedupe_by_id
+        _ids_of(table, [ranked.rowids[i] for i in order[:lo]], complete=complete),
+        _fields_of(table, [ranked.rowids[i] for i in order[lo:hi]], columns, summary,
+                   complete=complete),
+    )
+    while True:
+        unique = dedupe_by_id(ranked, order[:hi], ids_before, by_rowid)
+        if len(unique) >= stop or hi >= len(order):
+            break
+        # The table holds some id twice (two writers once raced): read further down.
+        _, hi_next = tie_widened(sorted_scores, hi, min(len(order), hi + stop - len(unique)))
+        by_rowid |= await _fields_of(table, [ranked.rowids[i] for i in order[hi:hi_next]],
+                                     columns, summary, complete=complete)
+        hi = hi_next
     return [
-        Hit(id=doc.id, score=ranked.scores[i], scores=ranked.legs[i], document=doc)
-        for i, doc in page
+        Hit(id=by_rowid[ranked.rowids[i]].id, score=ranked.scores[i], scores=ranked.legs[i],
+            document=by_rowid[ranked.rowids[i]])
+        for i in unique[start:stop]
     ]
+
+
+async def _ids_of(table: AsyncTable, rowids: list[int], *, complete: bool) -> dict[int, str]:
+    if not rowids:
+        return {}
+    rows = await take_rows(table, rowids, [ID], complete=complete)
+    return dict(zip(rows.column(ROWID).to_pylist(), rows.column(ID).to_pylist(), strict=True))
+
+
+async def _fields_of(table: AsyncTable, rowids: list[int], columns: list[str], summary: bool,
+                     *, complete: bool) -> dict[int, DocumentFields]:
+    if not rowids:
+        return {}
+    return _page_fields(await take_rows(table, rowids, columns, complete=complete), summary)
+
+
+def dedupe_by_id(ranked: Ranked, prefix: list[int], ids_before: dict[int, str],
+                 by_rowid: dict[int, DocumentFields]) -> list[int]:
+    """Positions of ``prefix`` (a score-sorted prefix of the candidates, ending on a whole
+    tie group) in the final order (score descending, then id), each id once: its best row.
+    Rows whose id is unknown (gone since the legs ran) are left out."""
+    known: list[tuple[int, str]] = []
+    for i in prefix:
+        rowid = ranked.rowids[i]
+        doc_id = ids_before.get(rowid) or (by_rowid[rowid].id if rowid in by_rowid else None)
+        if doc_id is not None:
+            known.append((i, doc_id))
+    known.sort(key=lambda pair: (-ranked.scores[pair[0]], pair[1]))
+    seen: set[str] = set()
+    unique: list[int] = []
+    for i, doc_id in known:
+        if doc_id not in seen:
+            seen.add(doc_id)
+            unique.append(i)
+    return unique
 
 
 # --- modes -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -17,6 +18,7 @@ from clipsearch.index import open_index
 from clipsearch.index.base import SearchIndex
 from clipsearch.settings import Settings
 from services.api.embedder_factory import open_embedder
+from services.api.maintenance import flush_owed_loop
 from services.api.metrics import ApiMetrics
 from services.api.middleware import GatewayMiddleware
 from services.api.routes import documents, health, locate, search
@@ -42,9 +44,13 @@ def create_app(
             settings)
         app.state.api = ApiState(settings=settings, index=idx, embedder=emb,
                                  metrics=ApiMetrics(), embedder_error=emb_error)
+        upkeep = asyncio.create_task(flush_owed_loop(idx)) if own_index else None
         try:
             yield
         finally:
+            if upkeep is not None:
+                upkeep.cancel()
+                await asyncio.gather(upkeep, return_exceptions=True)
             if embedder is None and emb is not None:
                 await emb.close()
             if own_index:
