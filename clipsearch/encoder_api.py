@@ -33,3 +33,6 @@ class EncoderInfo(BaseModel):
     device: str = "cpu"
     max_text_tokens: int = 77
     image_size: int = 224
+    space: str | None = Field(None, description="Embedding space id (clipsearch.models."
+                              "identity); the gateway refuses vector search in another space")
+    fingerprint: str | None = Field(None, description="Fingerprint of the model's weights")

@@ -48,6 +48,11 @@ class RemoteEmbedder:
     def dim(self) -> int:
         return self.info.dim
 
+    @property
+    def space_id(self) -> str | None:
+        """The remote model's embedding space (None if not connected or not reported)."""
+        return self._info.space if self._info is not None else None
+
     async def _request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
         try:
             resp = await self._client.request(method, path, **kwargs)  # type: ignore[arg-type]

@@ -42,6 +42,13 @@ class NotFound(ClipsearchError):
     reason = "not_found"
 
 
+class Conflict(ClipsearchError):
+    """The request contradicts the state of the index (maps to 409), e.g. a query encoded
+    in another embedding space than the active generation's."""
+
+    reason = "conflict"
+
+
 class BackendUnavailable(ClipsearchError):
     """The index or the encoder cannot be reached right now (maps to 503 + Retry-After)."""
 

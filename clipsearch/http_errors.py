@@ -15,6 +15,7 @@ from clipsearch.errors import (
     BackendError,
     BackendUnavailable,
     ClipsearchError,
+    Conflict,
     ImageTooLarge,
     InvalidRequest,
     NotFound,
@@ -53,6 +54,8 @@ def status_for(exc: ClipsearchError) -> int:
         return 422
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, Conflict):
+        return 409
     if isinstance(exc, BackendUnavailable):
         return 503
     if isinstance(exc, BackendError):
@@ -104,6 +107,7 @@ def install_error_handlers(app: FastAPI) -> None:
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries that document the error shape for these statuses."""
     what = {400: "Malformed request body", 401: "Missing or wrong API key",
-            404: "Unknown id", 413: "Upload too large", 422: "Invalid parameters",
+            404: "Unknown id", 409: "Conflicts with the index's state (e.g. "
+            "embedding_space_mismatch)", 413: "Upload too large", 422: "Invalid parameters",
             502: "The index answered with an error", 503: "A dependency is down (Retry-After)"}
     return {s: {"model": ErrorBody, "description": what.get(s, "Error")} for s in statuses}

@@ -15,6 +15,7 @@ import numpy as np
 
 from clipsearch.embedder import Embedder
 from clipsearch.embeddings import Embeddings
+from clipsearch.models.identity import space_of
 from clipsearch.models.preprocess import PreprocessSpec
 from clipsearch.settings import Settings
 from feeder.prepare import Prepared, prepare_bytes, prepare_pixels
@@ -65,6 +66,10 @@ class PixelEncoder:
     def dim(self) -> int:
         return self._model.dim
 
+    @property
+    def space_id(self) -> str | None:
+        return space_of(self._model)
+
     def preparer(self) -> Callable[[str], Prepared]:
         return partial(prepare_pixels, spec=self._model.preprocess_spec,
                        max_bytes=self._settings.max_image_bytes,
@@ -93,6 +98,10 @@ class BytesEncoder:
     @property
     def dim(self) -> int:
         return self._embedder.dim
+
+    @property
+    def space_id(self) -> str | None:
+        return space_of(self._embedder)
 
     def preparer(self) -> Callable[[str], Prepared]:
         return partial(prepare_bytes, max_bytes=self._settings.max_image_bytes,

@@ -39,7 +39,15 @@ from clipsearch.documents import DocumentBatch, DocumentFields, ImageDocument
 from clipsearch.embeddings import l2_normalize
 from clipsearch.errors import VectorDimensionError
 from clipsearch.fusion import Candidate, closeness_from_cosine, fused_scores
-from clipsearch.index.base import SearchIndex
+from clipsearch.index.base import GenerationalIndex, SearchIndex
+from clipsearch.index.generations import (
+    DimensionChange,
+    EmbeddingSpaceMismatch,
+    GenerationInUse,
+    GenerationNotReady,
+    GenerationState,
+    UnknownGeneration,
+)
 from clipsearch.search import (
     Filters,
     Fusion,
@@ -524,3 +532,109 @@ class IndexConformance:
             result = await fresh.search(plan(mode, text="harbor", vector=unit_vector(1)))
             assert result.hits == [] and result.total == 0
         await fresh.ping()
+
+
+# --- generations (engines implementing ``GenerationalIndex``) ---------------------------------
+
+SPACE_A, SPACE_B = "a" * 64, "b" * 64
+
+
+@pytest.mark.asyncio(loop_scope="session")
+class GenerationConformance:
+    """Subclass (beside ``IndexConformance``) for engines that implement
+    ``clipsearch.index.base.GenerationalIndex``; the same ``index_factory`` fixture."""
+
+    @pytest.fixture
+    async def gens(self, index_factory: IndexFactory) -> AsyncIterator[GenerationalIndex]:
+        index = await index_factory(DIM)
+        assert isinstance(index, GenerationalIndex)
+        await index.ensure_ready()
+        try:
+            yield index
+        finally:
+            await index.close()
+
+    async def test_a_plain_index_is_one_active_generation(self,
+                                                          gens: GenerationalIndex) -> None:
+        await gens.upsert(CORPUS[:3])
+        [g0] = await gens.generations()
+        assert (g0.name, g0.active, g0.state, g0.dim, g0.documents) == (
+            "g0", True, GenerationState.complete, DIM, 3)
+        assert (await gens.active_generation()).name == "g0"
+
+    async def test_new_generation_is_built_beside_the_active_one(
+            self, gens: GenerationalIndex) -> None:
+        await gens.upsert(CORPUS)
+        await gens.flush()
+        g1 = await gens.create_generation(model_id="m2", space=SPACE_B, dim=DIM + 2,
+                                          expected=4)
+        assert g1.state == GenerationState.building and g1.name != "g0"
+        view = gens.at_generation(g1.name)
+        assert view.dim == DIM + 2
+        new_docs = [d.model_copy(update={"embedding": unit_vector(7 + i, DIM + 2),
+                                         "model_id": "m2"}) for i, d in enumerate(CORPUS[:2])]
+        await view.upsert(new_docs)
+        await view.flush()
+        # the active generation is untouched: same dim, same documents, same answers
+        assert gens.dim == DIM and await gens.count() == len(CORPUS)
+        hits = await gens.search(plan(Mode.vector, vector=CORPUS[5].embedding, limit=1))
+        assert ids(hits) == [CORPUS[5].id]
+        with pytest.raises(GenerationNotReady, match=r"2 of 4 documents \(50%\)"):
+            await gens.activate_generation(g1.name)
+        assert (await gens.active_generation()).name == "g0"
+        await gens.complete_generation(g1.name)
+        await gens.activate_generation(g1.name)
+        assert gens.dim == DIM + 2 and await gens.count() == 2
+        got = await gens.get(CORPUS[0].id)
+        assert got is not None and got.model_id == "m2"
+        listed = {g.name: g for g in await gens.generations()}
+        assert listed[g1.name].active and not listed["g0"].active
+        assert listed["g0"].documents == len(CORPUS) and listed[g1.name].documents == 2
+        # rollback
+        await gens.activate_generation("g0")
+        assert gens.dim == DIM and await gens.count() == len(CORPUS)
+
+    async def test_drop_only_inactive_and_unknown_names(self, gens: GenerationalIndex) -> None:
+        await gens.upsert(CORPUS[:2])
+        g1 = await gens.create_generation(model_id="m2", space=SPACE_B, dim=DIM)
+        with pytest.raises(GenerationInUse):
+            await gens.drop_generation("g0")
+        for call in (gens.activate_generation, gens.drop_generation, gens.generation):
+            with pytest.raises(UnknownGeneration, match="nope"):
+                await call("nope")
+        with pytest.raises(UnknownGeneration):
+            gens.at_generation("nope")
+        await gens.drop_generation(g1.name)
+        assert [g.name for g in await gens.generations()] == ["g0"]
+        assert await gens.count() == 2
+        with pytest.raises(GenerationInUse):
+            await gens.create_generation(model_id=None, space=None, dim=DIM, name="g0")
+
+    async def test_vectors_of_another_space_are_refused(self, gens: GenerationalIndex) -> None:
+        recorded = await gens.claim_space("g0", model_id="m1", space=SPACE_A, dim=DIM)
+        assert recorded.space == SPACE_A  # an empty generation takes the first space
+        await gens.upsert(CORPUS[:3])
+        with pytest.raises(EmbeddingSpaceMismatch, match="reindex") as err:
+            await gens.claim_space("g0", model_id="m2", space=SPACE_B, dim=DIM)
+        assert err.value.reason == "embedding_space_mismatch"
+        assert "clip-bbbb" in err.value.message and "clip-aaaa" in err.value.message
+        with pytest.raises(DimensionChange, match="own generation"):
+            await gens.claim_space("g0", model_id="m1", space=SPACE_A, dim=DIM * 2)
+        assert await gens.count() == 3
+        assert (await gens.claim_space("g0", model_id="m1", space=SPACE_A, dim=DIM)).space == (
+            SPACE_A)
+
+    async def test_unrecorded_space_is_adopted_only_from_the_same_model(
+            self, gens: GenerationalIndex) -> None:
+        await gens.upsert(CORPUS[:3])  # model_id "test-model", no space recorded
+        with pytest.raises(EmbeddingSpaceMismatch, match="test-model"):
+            await gens.claim_space("g0", model_id="other", space=SPACE_B, dim=DIM)
+        gen = await gens.claim_space("g0", model_id="test-model", space=SPACE_A, dim=DIM)
+        assert gen.space == SPACE_A
+
+    async def test_scan_fields_and_ids(self, gens: GenerationalIndex) -> None:
+        await gens.upsert(CORPUS)
+        fields = await gens.scan_fields("g0")
+        assert sorted(f.id for f in fields) == sorted(BY_ID)
+        assert await gens.ids("g0", filters=Filters(dataset=["ucm"])) == {
+            d.id for d in CORPUS if d.dataset == "ucm"}

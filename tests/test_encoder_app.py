@@ -55,7 +55,9 @@ async def test_info_and_health(client: httpx.AsyncClient, encoder: ClipEncoder) 
     info = (await client.get("/info")).json()
     assert info == {"model": encoder.model_id, "dim": 512, "runtime": "torch",
                     "dtype": "float32", "device": "cpu", "max_text_tokens": 77,
-                    "image_size": 224}
+                    "image_size": 224, "space": encoder.space_id,
+                    "fingerprint": encoder.identity.fingerprint if encoder.identity else None}
+    assert info["space"] and len(info["space"]) == 64  # the gateway compares it with the index
 
 
 async def test_embed_text(client: httpx.AsyncClient, encoder: ClipEncoder) -> None:

@@ -14,6 +14,6 @@ def open_index(settings: Settings) -> SearchIndex:
         from clipsearch.index.vespa.client import VespaIndex
 
         return VespaIndex.from_settings(settings)
-    from clipsearch.index.embedded import EmbeddedIndex
+    from clipsearch.index.embedded_generations import GenerationalEmbeddedIndex
 
-    return EmbeddedIndex.from_settings(settings)
+    return GenerationalEmbeddedIndex.from_settings(settings)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from clipsearch.documents import DocumentBatch, ImageDocument
+from clipsearch.documents import DocumentBatch, DocumentFields, ImageDocument
+from clipsearch.index.generations import Generation
 from clipsearch.search import Filters, SearchPlan, SearchResult
 
 
@@ -62,3 +63,49 @@ class SearchIndex(Protocol):
         """Make recent writes cheap to read (compaction, index build); may be a no-op."""
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class GenerationalIndex(SearchIndex, Protocol):
+    """An index holding generations (``clipsearch.index.generations``): the ``SearchIndex``
+    methods act on the ACTIVE generation, ``at_generation`` on a given one.
+
+    Contract (checked by ``tests/index_conformance.py``, ``GenerationConformance``):
+
+    * an index made before generations is one complete, active generation ``g0``;
+    * ``create_generation`` adds an empty ``building`` generation (any dimension);
+      ``activate_generation`` refuses a building one (``GenerationNotReady``, with its
+      progress) and switches atomically otherwise; ``drop_generation`` refuses the active one
+      (``GenerationInUse``); an unknown name raises ``UnknownGeneration``;
+    * ``claim_space`` (called before writing vectors of a model into a generation) raises
+      ``EmbeddingSpaceMismatch`` for another space and ``DimensionChange`` for another
+      dimension, writing nothing; it records the space of a generation that has none yet.
+    """
+
+    def at_generation(self, name: str) -> SearchIndex: ...
+
+    async def generations(self) -> list[Generation]: ...
+
+    async def generation(self, name: str) -> Generation: ...
+
+    async def active_generation(self) -> Generation: ...
+
+    async def create_generation(self, *, model_id: str | None, space: str | None, dim: int,
+                                name: str | None = None, expected: int | None = None,
+                                source: str | None = None) -> Generation: ...
+
+    async def set_expected(self, name: str, expected: int) -> None: ...
+
+    async def complete_generation(self, name: str) -> Generation: ...
+
+    async def activate_generation(self, name: str) -> Generation: ...
+
+    async def drop_generation(self, name: str) -> Generation: ...
+
+    async def claim_space(self, name: str, *, model_id: str, space: str | None,
+                          dim: int) -> Generation: ...
+
+    async def scan_fields(self, name: str, *, filters: Filters | None = None,
+                          limit: int | None = None) -> list[DocumentFields]: ...
+
+    async def ids(self, name: str, *, filters: Filters | None = None) -> set[str]: ...

@@ -51,6 +51,11 @@ class LocalEmbedder:
     def dim(self) -> int:
         return self._encoder.dim
 
+    @property
+    def space_id(self) -> str | None:
+        """The embedding space (``clipsearch.models.identity``), None if unknown."""
+        return self._encoder.space_id
+
     async def run(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` alone on the model thread."""
         result: T = await asyncio.wrap_future(self._batcher.call(fn))

@@ -54,7 +54,9 @@ def _info(embedder: LocalEmbedder) -> EncoderInfo:
     return EncoderInfo(model=enc.model_id, dim=enc.dim, runtime=enc.runtime.name,
                        dtype=enc.runtime.dtype, device=enc.runtime.device,
                        max_text_tokens=enc.max_text_tokens,
-                       image_size=enc.preprocess_spec.output_size[0])
+                       image_size=enc.preprocess_spec.output_size[0],
+                       space=enc.space_id,
+                       fingerprint=enc.identity.fingerprint if enc.identity else None)
 
 
 def _make_embedder(encoder: ClipEncoder, settings: Settings,
