@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from clipsearch.training.finetune import FinetuneConfig, FinetuneResult
+from clipsearch.training.config import FinetuneConfig, FinetuneResult
 
 
 def render_model_card(cfg: FinetuneConfig, result: FinetuneResult) -> str:
