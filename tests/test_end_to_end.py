@@ -17,9 +17,20 @@ from fastapi.testclient import TestClient
 from clipsearch.settings import Settings
 from feeder.commands import FeedRequest, run_feed
 from services.api.app import create_app
+from tests.sample_words import a_caption, category_words, split_word
 from tests.servers import ThreadServer, free_port, wait_until_up
 
-WORD_CATEGORY = {"woodland": "forest", "airstrip": "runway", "meadow": "field"}
+
+@pytest.fixture(scope="module")
+def word_category(sample_dataset: Any) -> dict[str, str]:
+    """Three caption words, each used by one category's captions only (read from the records)."""
+    return {word: category for category, word in category_words(sample_dataset.records).items()}
+
+
+@pytest.fixture(scope="module")
+def word(word_category: dict[str, str]) -> str:
+    """A caption word of one category."""
+    return next(iter(word_category))
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +58,10 @@ def _search(client: TestClient, **params: Any) -> dict[str, Any]:
     return body
 
 
-def test_caption_word_finds_its_images_lexically(client: TestClient, sample_dataset: Any) -> None:
-    for word, category in WORD_CATEGORY.items():
+def test_caption_word_finds_its_images_lexically(client: TestClient, sample_dataset: Any,
+                                                word_category: dict[str, str]) -> None:
+    assert len(word_category) == 3
+    for word, category in word_category.items():
         body = _search(client, q=word, mode="lexical", limit=50)
         expected = {f"sample:{r.id}" for r in sample_dataset.records
                     if any(word in c for c in r.captions)}
@@ -67,17 +80,21 @@ def test_indexed_image_finds_itself_first(client: TestClient, sample_dataset: An
         assert top["scores"]["vector"] == pytest.approx(1.0, abs=1e-4)
 
 
-def test_filters_exclude(client: TestClient) -> None:
-    body = _search(client, q="aerial view", mode="hybrid", category="water", limit=50)
-    assert body["hits"] and all(h["category"] == "water" for h in body["hits"])
+def test_filters_exclude(client: TestClient, sample_dataset: Any) -> None:
+    category = sample_dataset.records[0].category
+    body = _search(client, q="aerial view", mode="hybrid", category=category, limit=50)
+    assert body["hits"] and all(h["category"] == category for h in body["hits"])
     body = _search(client, q="aerial view", mode="vector", dataset="nope", limit=50)
     assert body["hits"] == [] and body["total"] == 0
-    body = _search(client, q="seen from above", mode="lexical", split="test", limit=50)
+    body = _search(client, q=split_word(sample_dataset.records, "test"), mode="lexical",
+                   split="test", limit=50)
     assert body["hits"] and all(h["split"] == "test" for h in body["hits"])
 
 
-def test_hybrid_contains_both_legs_top_hits(client: TestClient) -> None:
-    for q in ("woodland", "a quiet lake", "runway"):
+def test_hybrid_contains_both_legs_top_hits(client: TestClient, sample_dataset: Any,
+                                            word_category: dict[str, str]) -> None:
+    first, _, last = word_category
+    for q in (first, a_caption(sample_dataset.records, 1), last):
         lexical = _search(client, q=q, mode="lexical", limit=3)["hits"]
         vector = _search(client, q=q, mode="vector", limit=3)["hits"]
         hybrid = _search(client, q=q, mode="hybrid", limit=10)["hits"]
@@ -88,9 +105,10 @@ def test_hybrid_contains_both_legs_top_hits(client: TestClient) -> None:
         assert scores == sorted(scores, reverse=True)
 
 
-def test_same_request_same_hits(client: TestClient) -> None:
-    a = _search(client, q="a busy town", mode="hybrid", limit=10)
-    b = _search(client, q="a busy town", mode="hybrid", limit=10)
+def test_same_request_same_hits(client: TestClient, sample_dataset: Any) -> None:
+    q = a_caption(sample_dataset.records, -1)
+    a = _search(client, q=q, mode="hybrid", limit=10)
+    b = _search(client, q=q, mode="hybrid", limit=10)
     assert [h["id"] for h in a["hits"]] == [h["id"] for h in b["hits"]]
 
 
@@ -119,32 +137,34 @@ def test_image_served_from_the_index_record(client: TestClient, sample_dataset: 
     assert doc["captions"] == rec.captions and doc["category"] == rec.category
 
 
-def test_index_survives_restart(fed_settings: Settings, sample_dataset: Any) -> None:
+def test_index_survives_restart(fed_settings: Settings, sample_dataset: Any, word: str) -> None:
     with TestClient(create_app(fed_settings)) as c:
         ready = c.get("/ready")
         assert ready.status_code == 200, ready.text
         assert ready.json()["documents"] == len(sample_dataset.records)
-        body = _search(c, q="woodland", mode="lexical")
+        body = _search(c, q=word, mode="lexical")
         assert body["hits"]
 
 
-def test_remote_encoder_service(fed_settings: Settings) -> None:
+def test_remote_encoder_service(fed_settings: Settings, word: str) -> None:
     from services.encoder.app import create_app as create_encoder_app
 
     encoder = ThreadServer(create_encoder_app(fed_settings), deadline_s=180)
     remote = fed_settings.model_copy(update={"encoder_url": encoder.url})
     with encoder, TestClient(create_app(remote)) as c:
-        body = _search(c, q="woodland", mode="vector", limit=3)
+        body = _search(c, q=word, mode="vector", limit=3)
         assert body["model"] and len(body["hits"]) == 3
         assert c.get("/ready").status_code == 200
     # the encoder is gone: lexical keeps working, vector says 503 with Retry-After
     with TestClient(create_app(remote)) as c:
-        assert c.get("/search", params={"q": "woodland", "mode": "lexical"}).status_code == 200
-        r = c.get("/search", params={"q": "woodland", "mode": "vector"})
+        assert c.get("/search", params={"q": word, "mode": "lexical"}).status_code == 200
+        r = c.get("/search", params={"q": word, "mode": "vector"})
         assert r.status_code == 503 and "Retry-After" in r.headers
 
 
-def test_cli_serve_answers_over_http(fed_settings: Settings) -> None:
+def test_cli_serve_answers_over_http(fed_settings: Settings,
+                                     word_category: dict[str, str]) -> None:
+    word, category = next(iter(word_category.items()))
     port = free_port()
     env = {**os.environ, "CLIPSEARCH_DATA_DIR": str(fed_settings.data_dir),
            "CLIPSEARCH_MODEL": fed_settings.model, "CLIPSEARCH_API_PORT": str(port),
@@ -156,8 +176,8 @@ def test_cli_serve_answers_over_http(fed_settings: Settings) -> None:
     try:
         wait_until_up(f"http://127.0.0.1:{port}/health", 180, proc=proc)
         r = httpx.get(f"http://127.0.0.1:{port}/search",
-                      params={"q": "airstrip", "mode": "hybrid"}, timeout=30)
-        assert r.status_code == 200 and r.json()["hits"][0]["category"] == "runway"
+                      params={"q": word, "mode": "hybrid"}, timeout=30)
+        assert r.status_code == 200 and r.json()["hits"][0]["category"] == category
     except AssertionError:
         print(log.read_text(errors="replace")[-3000:])
         raise
@@ -190,17 +210,17 @@ def test_cli_reports_bad_settings(tmp_path: Path) -> None:
     assert r.returncode == 2 and "backend" in r.stderr
 
 
-def test_weighted_query_parts_with_the_real_model(client: TestClient,
-                                                  sample_dataset: Any) -> None:
+def test_weighted_query_parts_with_the_real_model(client: TestClient, sample_dataset: Any,
+                                                  word: str) -> None:
     rec = sample_dataset.records[2]
     doc_id = f"sample:{rec.id}"
     body = client.post("/search", json={"parts": [{"image_id": doc_id, "weight": 2.0},
-                                                  {"text": "woodland", "weight": 0.1}],
+                                                  {"text": word, "weight": 0.1}],
                                         "mode": "vector", "limit": 3}).json()
     assert body["hits"][0]["id"] == doc_id
-    single = client.post("/search", json={"parts": [{"text": "woodland"}], "mode": "vector",
+    single = client.post("/search", json={"parts": [{"text": word}], "mode": "vector",
                                           "limit": 5}).json()
-    plain = _search(client, q="woodland", mode="vector", limit=5)
+    plain = _search(client, q=word, mode="vector", limit=5)
     assert [h["id"] for h in single["hits"]] == [h["id"] for h in plain["hits"]]
     r = client.post("/search", json={"parts": [{"image_id": doc_id, "weight": 1.0},
                                                {"image_id": doc_id, "weight": -1.0}],

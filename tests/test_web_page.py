@@ -20,6 +20,7 @@ from clipsearch.settings import Settings
 from feeder.commands import FeedRequest, run_feed
 from services.api.app import create_app
 from tests.browser import find_browser, launch, wait_for
+from tests.sample_words import category_words
 from tests.servers import ThreadServer
 
 PAGE_LIMIT = 24  # the page asks for this many hits
@@ -51,6 +52,17 @@ def server(tiny_clip_dir: Path, sample_dataset: Any,
     assert report.indexed == len(sample_dataset.records), report.summary()
     with ThreadServer(create_app(settings)) as srv:
         yield srv
+
+
+@pytest.fixture(scope="module")
+def word_category(sample_dataset: Any) -> dict[str, str]:
+    """Caption words, each used by one category's captions only (read from the records)."""
+    return {word: category for category, word in category_words(sample_dataset.records).items()}
+
+
+@pytest.fixture(scope="module")
+def word(word_category: dict[str, str]) -> str:
+    return next(iter(word_category))
 
 
 @pytest.fixture(scope="module")
@@ -117,16 +129,17 @@ def console_errors(driver: Chrome) -> list[str]:
 # --- tests -------------------------------------------------------------------------------
 
 
-def test_query_shows_result_cards(page: Chrome, server: ThreadServer,
-                                  tmp_path: Path) -> None:
+def test_query_shows_result_cards(page: Chrome, server: ThreadServer, tmp_path: Path,
+                                  word_category: dict[str, str]) -> None:
+    query = " ".join(list(word_category)[:2])
     page.get_log("browser")  # drop anything from earlier pages
-    type_query(page, "woodland trees")
+    type_query(page, query)
     page.find_element(By.ID, "go").click()
     s = wait_status(page, "results", "hybrid")
     assert not s["error"], s
     shown = cards(page)
     assert shown, "no result cards"
-    assert [c["id"] for c in shown] == api_ids(server, q="woodland trees", mode="hybrid")
+    assert [c["id"] for c in shown] == api_ids(server, q=query, mode="hybrid")
     assert all(c["captions"] and "score" in c["scores"] for c in shown)
     # thumbnails really load (served by /images/{id}?size=256)
     first_img = page.find_element(By.CSS_SELECTOR, "#results article.hit img")
@@ -139,24 +152,26 @@ def test_query_shows_result_cards(page: Chrome, server: ThreadServer,
     assert page.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
 
-def test_switching_mode_changes_results(page: WebDriver, server: ThreadServer) -> None:
-    type_query(page, "woodland")
+def test_switching_mode_changes_results(page: WebDriver, server: ThreadServer,
+                                        word: str) -> None:
+    type_query(page, word)
     pick_mode(page, "lexical")  # a mode change re-runs the search
     wait_status(page, "· lexical ·")
     lexical = cards(page)
-    assert [c["id"] for c in lexical] == api_ids(server, q="woodland", mode="lexical")
+    assert [c["id"] for c in lexical] == api_ids(server, q=word, mode="lexical")
     assert all("vector –" in c["scores"] for c in lexical)  # lexical leg only
 
     pick_mode(page, "vector")
     wait_status(page, "· vector ·")
     vector = cards(page)
-    assert [c["id"] for c in vector] == api_ids(server, q="woodland", mode="vector")
+    assert [c["id"] for c in vector] == api_ids(server, q=word, mode="vector")
     assert all("lexical –" in c["scores"] for c in vector)  # vector leg only
     assert [(c["id"], c["scores"]) for c in vector] != [(c["id"], c["scores"]) for c in lexical]
 
 
-def test_more_like_this_shows_similar_images(page: WebDriver, server: ThreadServer) -> None:
-    type_query(page, "runway")
+def test_more_like_this_shows_similar_images(page: WebDriver, server: ThreadServer,
+                                             word: str) -> None:
+    type_query(page, word)
     page.find_element(By.ID, "go").click()
     wait_status(page, "results", "hybrid")
     first = page.find_element(By.CSS_SELECTOR, "#results article.hit")
@@ -172,7 +187,7 @@ def test_more_like_this_shows_similar_images(page: WebDriver, server: ThreadServ
 
 
 def test_uploaded_image_finds_itself(page: WebDriver, sample_dataset: Any) -> None:
-    rec = next(r for r in sample_dataset.records if r.category == "forest")
+    rec = sample_dataset.records[len(sample_dataset.records) // 2]
     page.find_element(By.ID, "upload").send_keys(str(sample_dataset.root / rec.file))
     wait_status(page, "like the uploaded image")
     shown = cards(page)
@@ -180,19 +195,21 @@ def test_uploaded_image_finds_itself(page: WebDriver, sample_dataset: Any) -> No
     assert "vector 1.000" in shown[0]["scores"]
 
 
-def test_facets_show_counts_per_category(page: WebDriver, server: ThreadServer) -> None:
-    type_query(page, "woodland")
+def test_facets_show_counts_per_category(page: WebDriver, server: ThreadServer,
+                                         word_category: dict[str, str]) -> None:
+    word, category = next(iter(word_category.items()))
+    type_query(page, word)
     pick_mode(page, "lexical")
     wait_status(page, "· lexical ·")
     page.find_element(By.ID, "facets").click()
     page.find_element(By.ID, "go").click()
     text = wait_for(page, lambda d: d.find_element(By.ID, "facet-box").text, "facet counts")
-    r = httpx.get(f"{server.url}/search", params={"q": "woodland", "mode": "lexical",
+    r = httpx.get(f"{server.url}/search", params={"q": word, "mode": "lexical",
                                                   "facets": "true", "limit": PAGE_LIMIT})
     assert r.status_code == 200, r.text
     for value, n in r.json()["facets"]["category"].items():
         assert f"{value} ({n})" in text, text
-    assert "category: forest (" in text
+    assert f"category: {category} (" in text
 
 
 @pytest.mark.parametrize(("field", "value", "mentions"), [
@@ -200,8 +217,9 @@ def test_facets_show_counts_per_category(page: WebDriver, server: ThreadServer) 
     ("q", "x" * 1001, "q"),
 ])
 def test_bad_request_shows_an_error_not_a_blank_page(page: WebDriver, field: str, value: str,
-                                                     mentions: str, tmp_path: Path) -> None:
-    type_query(page, "woodland")
+                                                     mentions: str, tmp_path: Path,
+                                                     word: str) -> None:
+    type_query(page, word)
     page.find_element(By.ID, "go").click()
     wait_status(page, "results")
     assert cards(page)
@@ -219,8 +237,8 @@ def test_bad_request_shows_an_error_not_a_blank_page(page: WebDriver, field: str
     page.save_screenshot(str(tmp_path / f"error-{field}.png"))
 
 
-def test_find_in_image_overlays_the_heatmap(page: WebDriver) -> None:
-    type_query(page, "runway")
+def test_find_in_image_overlays_the_heatmap(page: WebDriver, word: str) -> None:
+    type_query(page, word)
     page.find_element(By.ID, "go").click()
     wait_status(page, "results", "hybrid")
     first = page.find_element(By.CSS_SELECTOR, "#results article.hit")
@@ -232,9 +250,10 @@ def test_find_in_image_overlays_the_heatmap(page: WebDriver) -> None:
     assert first.find_element(By.CSS_SELECTOR, "button.find-in-image").text == "Show image"
 
 
-def test_a_shared_link_runs_its_search(browser: Chrome, server: ThreadServer) -> None:
-    browser.get(f"{server.url}/?q=woodland&mode=lexical")
+def test_a_shared_link_runs_its_search(browser: Chrome, server: ThreadServer,
+                                       word: str) -> None:
+    browser.get(f"{server.url}/?q={word}&mode=lexical")
     found = wait_status(browser, "results", "lexical")
     assert found["text"]
-    assert [c["id"] for c in cards(browser)] == api_ids(server, q="woodland", mode="lexical",
+    assert [c["id"] for c in cards(browser)] == api_ids(server, q=word, mode="lexical",
                                                          limit=24)

@@ -12,6 +12,8 @@ use. Two kinds of hard case make the search modes differ, as on real data:
 
 Everything is drawn from ``(seed, index)``: the same arguments give the same files everywhere,
 and any subset can be regenerated alone. A few thousand 96-px images take well under a minute.
+The tests' small sample set (``clipsearch.datasets.sample``) is a configuration of this same
+generator: fewer categories and images, no hard cases, splits by position.
 The output is the generic format the feeder reads: ``images/`` plus ``manifest.jsonl`` (``id,
 file, captions, dataset, category, split``); ``scenes.jsonl`` adds each image's ``kind``.
 
@@ -322,8 +324,7 @@ def write_captions(category: Category, kind: SceneKind, rng: random.Random,
 # --------------------------------------------------------------------------- dataset
 
 
-def _split(rng: random.Random, val_fraction: float, test_fraction: float) -> str:
-    u = rng.random()
+def _split_of(u: float, val_fraction: float, test_fraction: float) -> str:
     if u < test_fraction:
         return "test"
     if u < test_fraction + val_fraction:
@@ -353,11 +354,14 @@ def make_demo_dataset(
     test_fraction: float = 0.1,
     categories: list[str] | None = None,
     text_label_fraction: float = 0.0,
+    splits_by_position: bool = False,
 ) -> DemoDataset:
     """Draw ``n_per_category`` scenes per category into ``out_dir`` (generic format).
 
     ``text_label_fraction``: share of images that carry a drawn text label (opt-in; see the
-    module docstring).
+    module docstring). ``splits_by_position``: an image's split follows its position within its
+    category instead of a random draw, so every category gets exactly its share of test and
+    validation images even in a tiny set (the scenes themselves are the same either way).
     """
     if n_per_category < 1 or captions_per_image < 1 or image_size < 16:
         raise ValueError("n_per_category and captions_per_image must be >= 1, image_size >= 16")
@@ -376,7 +380,10 @@ def make_demo_dataset(
         for i in range(n_per_category):
             rng = random.Random(f"{seed}:{category.name}:{i}:{c_index}")
             kind = _kind(rng, hard_fraction)
-            split = _split(rng, val_fraction, test_fraction)
+            u = rng.random()  # drawn either way, so the scene stays the same
+            if splits_by_position:
+                u = (i + 0.5) / n_per_category
+            split = _split_of(u, val_fraction, test_fraction)
             name = f"{category.name}_{i:04d}"
             img = draw_scene(category.name, kind, rng, image_size)
             labels: list[str] | None = None
