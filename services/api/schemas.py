@@ -209,6 +209,9 @@ class SearchResponse(BaseModel):
     hits: list[HitOut]
     facets: Facets | None = None
     timings_ms: Timings
+    generation: str | None = Field(None, description="Index generation that answered")
+    index_model: str | None = Field(
+        None, description="Model whose vectors that generation holds (clipsearch generations)")
 
 
 class DocumentOut(BaseModel):
@@ -230,3 +233,7 @@ class Readiness(BaseModel):
     index: str
     encoder: str
     documents: int | None = None
+    generation: str | None = Field(None, description="The index's active generation")
+    embedding_space: str | None = Field(
+        None, description="ok / unverified / mismatch: the encoder's embedding space against "
+        "the active generation's (mismatch: vector and hybrid queries answer 409)")

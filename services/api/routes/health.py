@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clipsearch.errors import BackendUnavailable, ClipsearchError
+from services.api.generation_guard import pin, space_status
 from services.api.schemas import Health, Readiness
 from services.api.state import ApiState, get_state
 
@@ -57,6 +58,17 @@ async def _encoder_check(state: ApiState) -> None:
     await state.embedder.ping()
 
 
+async def _generation_check(state: ApiState) -> tuple[str | None, str | None]:
+    """The active generation and whether the encoder embeds into its space; a mismatch
+    leaves the gateway ready (lexical and image_id search work) but says so."""
+    try:
+        pinned = await pin(state.index)
+    except ClipsearchError as exc:
+        return None, f"unverified: {exc.message}"
+    name = pinned.generation.name if pinned.generation else None
+    return name, space_status(pinned.generation, state.embedder)
+
+
 @router.get("/ready", response_model=Readiness,
             responses={503: {"model": Readiness}},
             summary="Readiness: the index and the encoder answer (within ~1.5 s)")
@@ -67,8 +79,10 @@ async def ready(state: ApiState = Depends(get_state)) -> JSONResponse:
         _checked("encoder", _encoder_check(state), timeout),
     )
     ok = index_status == "ok" and encoder_status == "ok"
+    gen, space = await _generation_check(state)
     body = Readiness(status="ok" if ok else "unavailable", index=index_status,
-                     encoder=encoder_status, documents=docs if isinstance(docs, int) else None)
+                     encoder=encoder_status, documents=docs if isinstance(docs, int) else None,
+                     generation=gen, embedding_space=space)
     headers = None if ok else {"Retry-After": str(RETRY_AFTER_S)}
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503, headers=headers)
 

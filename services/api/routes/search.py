@@ -12,7 +12,9 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from clipsearch.errors import ClipsearchError
 from clipsearch.http_errors import error_responses
 from clipsearch.image_payloads import read_upload
+from clipsearch.index.base import SearchIndex
 from clipsearch.search import MAX_LIMIT, SearchResult
+from services.api.generation_guard import Pinned, check_query_space, pin
 from services.api.planner import PlannedQuery, plan_search
 from services.api.schemas import (
     Facets,
@@ -28,7 +30,7 @@ from services.api.schemas import (
 from services.api.state import ApiState, get_state
 
 router = APIRouter(tags=["search"],
-                   responses=error_responses(400, 401, 404, 413, 422, 502, 503))
+                   responses=error_responses(400, 401, 404, 409, 413, 422, 502, 503))
 
 
 def image_url(doc_id: str) -> str:
@@ -45,7 +47,8 @@ def _facets(result: SearchResult) -> Facets:
 
 
 def _response(req: SearchParams, result: SearchResult, planned: PlannedQuery,
-              timings: Timings, *, uploaded: bool, facets: Facets | None) -> SearchResponse:
+              timings: Timings, *, uploaded: bool, facets: Facets | None,
+              pinned: Pinned) -> SearchResponse:
     hits = [
         HitOut(
             id=h.id,
@@ -72,21 +75,23 @@ def _response(req: SearchParams, result: SearchResult, planned: PlannedQuery,
         total_approximate=result.total_approximate, degraded=result.degraded,
         limit=req.limit, offset=req.offset, model=planned.model_id, hits=hits,
         facets=facets, timings_ms=timings,
+        generation=pinned.generation.name if pinned.generation else None,
+        index_model=pinned.generation.model_id if pinned.generation else None,
     )
 
 
-async def _execute(planned: PlannedQuery, state: ApiState,
+async def _execute(planned: PlannedQuery, index: SearchIndex,
                    want_facets: bool) -> tuple[SearchResult, Facets | None]:
     plan = planned.plan
     if not want_facets:
-        return await state.index.search(plan), None
+        return await index.search(plan), None
     # Facets count the top MAX_LIMIT hits; one search serves both when the page lies inside.
-    top = await state.index.search(plan.model_copy(update={"offset": 0, "limit": MAX_LIMIT}))
+    top = await index.search(plan.model_copy(update={"offset": 0, "limit": MAX_LIMIT}))
     facets = _facets(top)
     if plan.offset + plan.limit <= MAX_LIMIT:
         page = top.model_copy(update={"hits": top.hits[plan.offset:plan.offset + plan.limit]})
         return page, facets
-    return await state.index.search(plan), facets
+    return await index.search(plan), facets
 
 
 async def run_search(req: SearchParams, state: ApiState,
@@ -94,14 +99,16 @@ async def run_search(req: SearchParams, state: ApiState,
     started = time.perf_counter()
     mode = req.mode.value
     try:
-        planned = await plan_search(req, index=state.index, embedder=state.embedder,
+        pinned = await pin(state.index)  # one generation for the whole request
+        check_query_space(pinned, state.embedder, req, upload)
+        planned = await plan_search(req, index=pinned.index, embedder=state.embedder,
                                     candidates=state.settings.candidates,
                                     templates=state.settings.prompt_templates, upload=upload,
                                     max_image_bytes=state.settings.max_image_bytes,
                                     settings=state.settings,
                                     embedder_error=state.embedder_error)
         t0 = time.perf_counter()
-        result, facets = await _execute(planned, state, req.facets)
+        result, facets = await _execute(planned, pinned.index, req.facets)
         search_ms = (time.perf_counter() - t0) * 1000
     except ClipsearchError as exc:
         state.metrics.searches.labels(mode=mode, status=exc.reason).inc()
@@ -114,7 +121,8 @@ async def run_search(req: SearchParams, state: ApiState,
     m.searches.labels(mode=mode, status="ok").inc()
     timings = Timings(encode=round(planned.encode_ms, 3), search=round(search_ms, 3),
                       total=round(total_ms, 3))
-    return _response(req, result, planned, timings, uploaded=upload is not None, facets=facets)
+    return _response(req, result, planned, timings, uploaded=upload is not None, facets=facets,
+                     pinned=pinned)
 
 
 @router.get("/search", response_model=SearchResponse, summary="Search (query string)")
