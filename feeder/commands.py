@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +40,16 @@ async def run_feed_async(settings: Settings, request: FeedRequest, *,
     idx = open_index(settings) if index is None else index
     enc: FeedEncoder | None = None
     own_encoder = False
+    lock_dir = index_dir_of(idx)
     try:
-        await idx.ensure_ready()
-        if request.from_embeddings is None:
-            if encoder is None:
-                enc, own_encoder = await open_encoder(settings), True
-            else:
-                enc = adapt(encoder, settings)
-        lock_dir = index_dir_of(idx)
-        if lock_dir is None:
-            return await feed(settings, request, idx, enc)
-        with writer_lock(lock_dir, "clipsearch feed", wait=request.wait):
+        with (nullcontext() if lock_dir is None
+              else writer_lock(lock_dir, "clipsearch feed", wait=request.wait)):
+            await idx.ensure_ready()
+            if request.from_embeddings is None:
+                if encoder is None:
+                    enc, own_encoder = await open_encoder(settings), True
+                else:
+                    enc = adapt(encoder, settings)
             return await feed(settings, request, idx, enc)
     finally:
         if own_encoder and enc is not None:

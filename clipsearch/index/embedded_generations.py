@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from clipsearch.documents import DocumentBatch, DocumentFields, ImageDocument
 from clipsearch.index.embedded import WRITE_BATCH, EmbeddedIndex
+from clipsearch.index.embedded_duplicates import DuplicateReport
 from clipsearch.index.embedded_filters import filters_sql
 from clipsearch.index.embedded_schema import FIELD_COLUMNS, ID
 from clipsearch.index.generation_registry import GenerationRegistry
@@ -118,6 +119,14 @@ class GenerationalEmbeddedIndex:
 
     async def flush(self) -> None:
         await self._active().flush()
+
+    async def flush_pending(self) -> bool:
+        """``EmbeddedIndex.flush_pending`` of the active generation (issue 16)."""
+        return await self._active().flush_pending()
+
+    async def check_duplicates(self, *, repair: bool = False) -> DuplicateReport:
+        """``EmbeddedIndex.check_duplicates`` of the active generation (issue 16)."""
+        return await self._active().check_duplicates(repair=repair)
 
     async def close(self) -> None:
         engines, self._engines = list(self._engines.values()), {}
