@@ -4,7 +4,8 @@ Runs the gateway in-process (ASGI, no network) with a local demo model. Latency 
 request (multipart upload, decode, crops, encode, scores) and its stages; the baseline is one
 whole-image embedding of the same picture (what a search by image costs), so the ratio shows
 what the patch grid costs. Quality: composites of demo scenes (a 96-px tile of one category on
-another, ``tests.locate_fixtures``): share of images where the best box is on the tile.
+another, ``clipsearch.datasets.composites``): share of images where the best box is on the tile.
+The gateway has its real (empty, temporary) embedded index: ``/locate`` reads only the upload.
 
     .venv/bin/python bench/locate.py --model /tmp/eval-demo-model   # a built demo model
     .venv/bin/python bench/locate.py --build-demo data/demo-model    # build it first (~3 min)
@@ -28,14 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastapi.testclient import TestClient
 
+from clipsearch.datasets.composites import composite
 from clipsearch.datasets.scenes import CATEGORY_NAMES
 from clipsearch.models.local import LocalEmbedder
 from clipsearch.models.model import ClipEncoder
 from clipsearch.models.patches import box_iou
-from clipsearch.settings import Settings
+from clipsearch.settings import Backend, Settings
 from services.api.app import create_app
-from tests.api_fakes import RecordingIndex, doc
-from tests.locate_fixtures import composite
 
 
 def _png(size: int) -> bytes:
@@ -103,10 +103,11 @@ def main() -> None:
         from clipsearch.training.demo_model import build_demo_model
         model = build_demo_model(args.build_demo / "model", dataset_dir=args.build_demo / "data")
     data_dir = Path(tempfile.mkdtemp())
-    settings = Settings(data_dir=data_dir, model=str(model), runtime=args.runtime)
+    settings = Settings(data_dir=data_dir, model=str(model), runtime=args.runtime,
+                        backend=Backend.embedded)
     emb = LocalEmbedder(ClipEncoder.load(str(model), runtime=args.runtime, threads=1,
                                          cache_dir=data_dir / "onnx"), settings)
-    app = create_app(settings, index=RecordingIndex([doc(1)]), embedder=emb)
+    app = create_app(settings, embedder=emb)
     print(f"model {model} (runtime {emb.encoder.runtime.name}, 1 thread)")
     with TestClient(app) as c:
         for size in (256, 1024):

@@ -1,46 +1,20 @@
 """Generated images with a known object at a known place, for ``POST /locate``.
 
-``composite``: a demo scene of one category (the background) scaled up to fill the image, with
-a tile of another category's scene pasted at a known box. ``red_square``: a flat grey image
-with a red square, for a fake encoder that "sees" red.
+``red_square``: a flat grey image with a red square, for a fake encoder that "sees" red. (The
+composites of demo scenes, a known object on a known background, are in the core:
+``clipsearch.datasets.composites``, shared with ``bench/locate.py``.)
 """
 
 from __future__ import annotations
 
 import io
-import random
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
-from pydantic import BaseModel
 
-from clipsearch.datasets.scenes import SceneKind, draw_scene
+from clipsearch.datasets.composites import Box
 from clipsearch.embeddings import Embeddings, l2_normalize
-
-Box = tuple[int, int, int, int]
-
-
-class Composite(BaseModel):
-    png: bytes
-    box: Box  # where the object is, x1/y1 exclusive
-    target: str
-    background: str
-
-
-def composite(target: str, background: str, *, size: int = 256, tile: int = 96,
-              at: tuple[int, int] = (0, 0), seed: int = 0) -> Composite:
-    """A ``size`` px background scene with a ``tile`` px scene of ``target`` at ``at``."""
-    rng = random.Random(f"locate:{seed}:{target}:{background}:{at}")
-    base = draw_scene(background, SceneKind.typical, rng, 96).resize(
-        (size, size), Image.Resampling.BICUBIC)
-    obj = draw_scene(target, SceneKind.typical, rng, 96).resize(
-        (tile, tile), Image.Resampling.BICUBIC)
-    base.paste(obj, at)
-    out = io.BytesIO()
-    base.save(out, format="PNG")
-    return Composite(png=out.getvalue(), box=(at[0], at[1], at[0] + tile, at[1] + tile),
-                     target=target, background=background)
 
 
 def red_square(*, width: int = 256, height: int = 256, box: Box = (160, 32, 224, 96),

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from clipsearch.datasets.composites import Composite, composite
 from clipsearch.datasets.scenes import CATEGORY_NAMES
 from clipsearch.models.local import LocalEmbedder
 from clipsearch.models.model import ClipEncoder
@@ -26,7 +27,6 @@ from clipsearch.settings import Settings
 from clipsearch.training.demo_model import DemoModelSpec, init_random_clip, train_demo_model
 from services.api.app import create_app
 from tests.api_fakes import RecordingIndex, doc
-from tests.locate_fixtures import Composite, composite
 
 SPEC = DemoModelSpec(n_per_category=40, epochs=8, image_size=32, patch_size=8, hidden=64,
                      layers=1, projection_dim=64, batch_size=32, patience=8)
