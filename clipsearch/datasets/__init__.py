@@ -1,2 +1,3 @@
 """Dataset readers (RSICD/UCM/Sydney Karpathy JSON, ImageCLEF 2017, generic JSONL/CSV) and the
-generated demo and sample image sets."""
+scene generator (``scenes``): the demo dataset, the tests' small sample set (``sample``, a
+configuration of the same generator) and composite scenes for ``/locate`` (``composites``)."""
