@@ -16,11 +16,12 @@ log = logging.getLogger(__name__)
 async def open_embedder(settings: Settings) -> tuple[Embedder | None, str | None]:
     """The embedder, or (None, reason) when it cannot be had: lexical search still works."""
     if settings.encoder_url:
-        remote = RemoteEmbedder(settings.encoder_url, timeout_s=settings.encoder_timeout_s)
+        remote = RemoteEmbedder.from_settings(settings)
         try:
-            await remote.connect()
+            await remote.ping()  # connects (fetches /info) within the short probe timeout
         except ClipsearchError as exc:
-            log.warning("encoder not reachable yet (%s); will retry on first use", exc)
+            log.warning("encoder not reachable yet (%s); will connect on first use",
+                        exc.message)
         return remote, None
     try:
         from clipsearch.models.local import LocalEmbedder
@@ -29,5 +30,5 @@ async def open_embedder(settings: Settings) -> tuple[Embedder | None, str | None
         encoder = await asyncio.to_thread(ClipEncoder.from_settings, settings)
         return LocalEmbedder(encoder, settings), None
     except (OSError, ValueError, ClipsearchError) as exc:
-        log.error("cannot load model %r: %s", settings.model, exc)
-        return None, f"model {settings.model!r} could not be loaded: {exc}"
+        log.error("cannot load model %r: %s", settings.model, exc)  # details for operators
+        return None, "the model could not be loaded (the server log says why)"
