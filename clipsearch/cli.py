@@ -67,13 +67,15 @@ def _register_core(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 def _registrars() -> list[Registrar]:
     from clipsearch.evaluation.commands import register as register_eval
     from clipsearch.index.check_commands import register as register_index
+    from clipsearch.index.generation_commands import register as register_generations
     from clipsearch.index.vespa.commands import register as register_vespa
     from clipsearch.steering.commands import register as register_probe
     from clipsearch.training.commands import register as register_training
     from feeder.commands import register as register_feeder
+    from feeder.reindex import register as register_reindex
 
     return [_register_core, register_feeder, register_vespa, register_eval, register_training,
-            register_probe, register_index]
+            register_probe, register_index, register_reindex, register_generations]
 
 
 def build_parser() -> argparse.ArgumentParser:

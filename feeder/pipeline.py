@@ -30,6 +30,7 @@ from clipsearch.index.maintenance import complete_pending_flush
 from clipsearch.settings import Settings
 from feeder.deadletter import DeadLetters
 from feeder.encoders import FeedEncoder
+from feeder.generation_feed import claim_for_feed
 from feeder.ledger import Ledger, fingerprint, ledger_path
 from feeder.plan import Planned, Planner, select
 from feeder.prepare import Prepared, bounded_map
@@ -142,6 +143,7 @@ class FeedRun:
         req = self.request
         assert req.source is not None
         check_dim(encoder.dim, self.index, f"model {encoder.model_id!r}")
+        await claim_for_feed(self.index, encoder, model_id=encoder.model_id, dim=encoder.dim)
         store = EmbeddingStore(req.shard_dir(self.settings))
         self.report.embeddings_dir = store.root
         planner = Planner(self.dead, encoder.model_id)

@@ -226,3 +226,16 @@ def space_of(embedder: object) -> str | None:
     embeds into, or None when it does not say (test fakes, old encoder services)."""
     value = getattr(embedder, "space_id", None)
     return value if isinstance(value, str) and value else None
+
+
+def identify(model: str, *, revision: str | None = None,
+             cache_dir: Path | None = None) -> tuple[ModelIdentity, int, str]:
+    """(identity, embedding dimension, model id) of a model by name or folder, without
+    building a runtime (cheap when the fingerprint is cached: the weights are still read)."""
+    from clipsearch.models.loading import load_clip_parts
+
+    parts = load_clip_parts(model, revision=revision)
+    dim = int(getattr(parts.model.config, "projection_dim", 512))
+    ident = model_identity(parts.model, folder=model_folder(model, revision),
+                           cache_dir=cache_dir)
+    return ident, dim, parts.name

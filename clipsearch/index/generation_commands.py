@@ -1,0 +1,80 @@
+"""``clipsearch generations``, ``clipsearch activate G`` and ``clipsearch drop G``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from clipsearch.errors import InvalidRequest
+from clipsearch.index import open_index
+from clipsearch.index.base import GenerationalIndex
+from clipsearch.index.generations import Generation
+from clipsearch.models.identity import short_space
+from clipsearch.settings import Settings
+
+T = TypeVar("T")
+
+
+def _with_index(settings: Settings, job: Callable[[GenerationalIndex], Awaitable[T]]) -> T:
+    async def go() -> T:
+        index = open_index(settings)
+        try:
+            if not isinstance(index, GenerationalIndex):
+                raise InvalidRequest("this index engine has no generations yet",
+                                     reason="no_generations")
+            return await job(index)
+        finally:
+            await index.close()
+
+    return asyncio.run(go())
+
+
+def format_table(gens: list[Generation]) -> str:
+    header = ("", "generation", "state", "documents", "dim", "space", "model", "created")
+    rows = [("*" if g.active else "", g.name, g.state.value,
+             g.progress().split(" documents")[0] if g.expected else str(g.documents),
+             str(g.dim), short_space(g.space), g.model_id or "unknown",
+             g.created.strftime("%Y-%m-%d %H:%M")) for g in gens]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in [header, *rows])
+
+
+def _list(args: argparse.Namespace) -> int:
+    gens = _with_index(Settings(), lambda index: index.generations())
+    if args.json:
+        print(json.dumps([g.model_dump(mode="json") for g in gens], indent=1))
+    else:
+        print(format_table(gens))
+    return 0
+
+
+def _activate(args: argparse.Namespace) -> int:
+    gen = _with_index(Settings(), lambda index: index.activate_generation(args.generation))
+    print(f"active: {gen.describe()}, {gen.documents} documents (running gateways follow "
+          "on their next request)")
+    return 0
+
+
+def _drop(args: argparse.Namespace) -> int:
+    gen = _with_index(Settings(), lambda index: index.drop_generation(args.generation))
+    print(f"dropped {gen.describe()}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("generations", help="list the index's generations (* = active)")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(func=_list)
+    p = subparsers.add_parser(
+        "activate", help="make a complete generation the active one (atomic; also rollback)",
+        description="Switch searches and writes to GENERATION. A generation still being "
+        "built is refused. Running gateways follow without a restart.")
+    p.add_argument("generation")
+    p.set_defaults(func=_activate)
+    p = subparsers.add_parser("drop", help="delete an inactive generation and its vectors")
+    p.add_argument("generation")
+    p.set_defaults(func=_drop)
