@@ -93,8 +93,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        reason = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
-                  413: "too_large"}.get(exc.status_code, "http_error")
+        reason = getattr(exc, "reason", None) or {
+            404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
+            413: "too_large"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, reason, str(exc.detail),
                               headers=dict(exc.headers or {}))
 

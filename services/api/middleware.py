@@ -7,6 +7,7 @@ at the gateway's latency target (measured with ``bench/load.py``).
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import MutableMapping
 from typing import Any
@@ -15,6 +16,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from clipsearch.body_limit import counting_receive, guarded_call
 from clipsearch.http_errors import error_response
 from clipsearch.image_payloads import FORM_OVERHEAD, base64_body_limit
 from clipsearch.settings import Settings
@@ -22,6 +24,7 @@ from services.api.schemas import MAX_QUERY_PARTS
 from services.api.state import ApiState
 
 # Paths served without an API key (health checks, the page, the API description).
+TOO_LARGE = "image_too_large"
 OPEN_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/docs", "/openapi.json",
                         "/redoc"})
 
@@ -41,8 +44,10 @@ def route_template(scope: Scope) -> str:
 
 
 class GatewayMiddleware:
-    """Refuses oversized bodies from ``Content-Length`` (before the body is read) and requests
-    without the configured API key; counts every response by route, method and status; adds
+    """Refuses oversized bodies: from ``Content-Length`` before the body is read, and by
+    counting the bytes of a streamed (chunked) body as the app reads it
+    (``clipsearch.body_limit``); refuses requests without the configured API key (compared in
+    constant time); counts every response by route, method and status; adds
     ``X-Response-Time-Ms`` (the time inside the app, up to the response headers)."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
@@ -70,7 +75,11 @@ class GatewayMiddleware:
             if refusal is not None:
                 await refusal(scope, receive, timed_send)
             else:
-                await self.app(scope, receive, timed_send)
+                headers = Headers(scope=scope)
+                limit = body_limit(headers.get("content-type", ""), self.settings)
+                await guarded_call(self.app, scope,
+                                   counting_receive(receive, limit, TOO_LARGE), timed_send,
+                                   TOO_LARGE)
         finally:
             self._count(scope, status["code"])
 
@@ -79,11 +88,12 @@ class GatewayMiddleware:
         declared = headers.get("content-length", "")
         limit = body_limit(headers.get("content-type", ""), self.settings)
         if declared.isdigit() and int(declared) > limit:
-            return error_response(413, "image_too_large",
+            return error_response(413, TOO_LARGE,
                                   f"request body is {declared} bytes; the limit is {limit} "
                                   f"bytes (images up to {self.settings.max_image_bytes} bytes)")
         key = self.settings.api_key
-        if key and scope["path"] not in OPEN_PATHS and headers.get("x-api-key") != key:
+        if key and scope["path"] not in OPEN_PATHS and not hmac.compare_digest(
+                headers.get("x-api-key", "").encode(), key.encode()):
             return error_response(401, "unauthorized", "missing or wrong X-API-Key header")
         return None
 

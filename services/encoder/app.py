@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from clipsearch.body_limit import BodyLimitMiddleware
 from clipsearch.embeddings import Embeddings
 from clipsearch.encoder_api import EmbedResponse, EncoderInfo, TextEmbedRequest
 from clipsearch.errors import BackendUnavailable
@@ -27,6 +28,7 @@ from services.encoder.uploads import (
     IMAGE_BODY_DOC,
     RequestTooLarge,
     check_content_length,
+    max_request_bytes,
     read_images,
 )
 
@@ -85,6 +87,8 @@ def create_app(settings: Settings, encoder: ClipEncoder | None = None) -> FastAP
     app.state.embedder = (_make_embedder(encoder, settings, metrics) if encoder is not None
                           else None)
     install_error_handlers(app)
+    body_bytes = max_request_bytes(settings)
+    app.add_middleware(BodyLimitMiddleware, limit_for=lambda _headers: body_bytes)
 
     @app.exception_handler(RequestTooLarge)
     async def _too_large(_: Request, exc: RequestTooLarge) -> JSONResponse:

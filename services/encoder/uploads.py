@@ -71,6 +71,8 @@ async def _read_multipart(request: Request, settings: Settings) -> list[bytes]:
     try:
         form = await request.form(max_files=settings.max_images_per_request, max_fields=16)
     except HTTPException as exc:
+        if exc.status_code == 413:  # clipsearch.body_limit: the streamed body passed the limit
+            raise
         if "Too many files" in str(exc.detail):
             raise RequestTooLarge(str(exc.detail), reason="too_many_images") from exc
         raise InvalidRequest(f"malformed multipart body: {exc.detail}") from exc

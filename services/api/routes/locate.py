@@ -107,6 +107,8 @@ async def _read_multipart(request: Request, max_bytes: int) -> tuple[LocateOptio
     try:
         form = await request.form(max_files=1, max_fields=16)
     except HTTPException as exc:
+        if exc.status_code == 413:  # clipsearch.body_limit: the streamed body passed the limit
+            raise
         raise InvalidRequest(f"malformed multipart body: {exc.detail}") from exc
     try:
         try:
