@@ -20,7 +20,32 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def _shadow(args: argparse.Namespace) -> int:
+    import json
+
+    from clipsearch.evaluation.shadow import run_shadow_eval
+
+    model_for = dict(x.split("=", 1) for x in (args.model_for or []) if "=" in x)
+    report = run_shadow_eval(
+        Settings(), source=args.source, fmt=args.format, dataset=args.dataset,
+        splits=[s for s in args.split.split(",") if s] if args.split else [],
+        generations=args.generations, model_for=model_for,
+        hybrid=HybridParameters(fusion=Fusion(args.fusion), alpha=args.alpha, rrf_k=args.rrf_k),
+        relevance=CaptionRelevance(args.caption_relevance),
+        max_caption_queries=args.max_caption_queries, objective=args.objective)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = args.stem if args.stem != "eval" else "shadow"
+    (out / f"{stem}.json").write_text(json.dumps(report.model_dump(mode="json"), indent=1))
+    (out / f"{stem}.md").write_text(report.to_markdown() + "\n")
+    print(report.to_markdown())
+    print(f"wrote {out / f'{stem}.json'}, {out / f'{stem}.md'}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.generations:
+        return _shadow(args)
     from clipsearch.evaluation.report import to_markdown, write_report
     from clipsearch.evaluation.runner import EvalConfig, IndexChoice, run_eval
 
@@ -76,4 +101,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", default="eval-report", help="output folder")
     p.add_argument("--stem", default="eval", help="output file name stem")
     p.add_argument("--work-dir", default=None, help="where fresh indexes go (default: temp)")
+    p.add_argument("--generations", nargs=2, metavar=("A", "B"), default=None,
+                   help="shadow evaluation: compare two generations of the configured index "
+                   "on the dataset's labelled queries, each with its own model, per mode, "
+                   "with a paired randomisation test; says which is better")
+    p.add_argument("--model-for", dest="model_for", action="append", metavar="GEN=MODEL",
+                   help="with --generations: the model of a generation that does not record "
+                   "a loadable one")
     p.set_defaults(func=_run)
