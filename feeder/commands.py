@@ -78,6 +78,10 @@ def _feed_cmd(args: argparse.Namespace) -> int:
     print(report.summary())
     if report.aborted:
         return 1
+    if args.prune:
+        from feeder.prune import run_prune
+
+        print(run_prune(Settings(), request, force=args.force).summary())
     return 0 if report.consistent else 1
 
 
@@ -136,6 +140,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--wait", action="store_true", default=None,
                    help="if another writer holds the index, wait for it instead of stopping")
+    p.add_argument("--prune", action="store_true",
+                   help="after feeding, remove this dataset's documents the source no longer "
+                   "lists (prints the count; refuses more than half unless --force)")
+    p.add_argument("--force", action="store_true", help="with --prune: allow removing more "
+                   "than half of the dataset's documents")
     p.set_defaults(func=_feed_cmd)
 
     p = subparsers.add_parser("export", help="write embedding shards as Vespa feed JSONL",
