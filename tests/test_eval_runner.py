@@ -16,7 +16,7 @@ from clipsearch.search import Fusion, HybridParameters, Mode
 from clipsearch.settings import Settings
 
 METRICS = {"recall@1", "recall@5", "recall@10", "recall@50", "mrr@10", "ndcg@10"}
-MODES = {"lexical", "vector", "hybrid (score α=0.7 s=3)"}
+MODES = {"lexical", "vector", "hybrid (rrf k=60)"}
 
 
 @pytest.fixture(scope="module")

@@ -29,9 +29,7 @@ PROFILE_LEXICAL = Mode.lexical.value
 PROFILE_VECTOR = Mode.vector.value
 PROFILE_HYBRID = Mode.hybrid.value  # RRF
 PROFILE_HYBRID_LINEAR = "hybrid-linear"  # alpha * normalize_linear(vector) + ...
-PROFILE_HYBRID_SCORE = "hybrid-score"  # alpha * closeness + (1 - alpha) * saturated bm25
-PROFILES = (PROFILE_LEXICAL, PROFILE_VECTOR, PROFILE_HYBRID, PROFILE_HYBRID_LINEAR,
-            PROFILE_HYBRID_SCORE)
+PROFILES = (PROFILE_LEXICAL, PROFILE_VECTOR, PROFILE_HYBRID, PROFILE_HYBRID_LINEAR)
 
 # functions exposed as match-features: each leg's score per hit
 FN_LEXICAL = "lexical_score"
@@ -40,7 +38,6 @@ FN_VECTOR = "vector_score"
 # query inputs
 INPUT_Q = "query(q)"
 INPUT_ALPHA = "query(alpha)"
-INPUT_SATURATION = "query(saturation)"
 
 # the RRF constant compiled into the ``hybrid`` profile (Vespa takes only a constant there)
 RRF_K = 60
@@ -50,15 +47,12 @@ def profile_for(mode: Mode, fusion: Fusion) -> str:
     """The rank profile a plan runs with."""
     if mode == Mode.hybrid and fusion == Fusion.linear:
         return PROFILE_HYBRID_LINEAR
-    if mode == Mode.hybrid and fusion == Fusion.score:
-        return PROFILE_HYBRID_SCORE
-    return mode.value  # rrf_textbook runs the window RRF profile and is fused by the client
+    return mode.value
 
 
 def expected_inputs(dim: int) -> dict[str, str]:
     """Every query input the client sends, with the type the schema must declare."""
-    return {INPUT_Q: f"tensor<float>(x[{dim}])", INPUT_ALPHA: "double",
-            INPUT_SATURATION: "double"}
+    return {INPUT_Q: f"tensor<float>(x[{dim}])", INPUT_ALPHA: "double"}
 
 
 # which inputs the client sends to which profile
@@ -67,5 +61,4 @@ INPUTS_SENT: dict[str, tuple[str, ...]] = {
     PROFILE_VECTOR: (INPUT_Q,),
     PROFILE_HYBRID: (INPUT_Q,),
     PROFILE_HYBRID_LINEAR: (INPUT_Q, INPUT_ALPHA),
-    PROFILE_HYBRID_SCORE: (INPUT_Q, INPUT_ALPHA, INPUT_SATURATION),
 }

@@ -1,1 +1,0 @@
-"""Per-index search-quality state learned from labels: tuned fusion (and its storage)."""
