@@ -19,23 +19,37 @@ class Mode(StrEnum):
 
 
 class Fusion(StrEnum):
-    rrf = "rrf"
-    linear = "linear"
+    """See ``clipsearch.fusion`` for the formulas."""
+
+    rrf = "rrf"  # window RRF: every hit of the fusion window is ranked in both legs
+    rrf_textbook = "rrf_textbook"  # RRF over the legs that retrieved the hit only
+    linear = "linear"  # min-max normalised legs over the window, weighted by alpha
+    score = "score"  # alpha * closeness + (1 - alpha) * bm25 / (bm25 + saturation)
+
+
+DEFAULT_FUSION = Fusion.score
+DEFAULT_ALPHA = 0.7
+DEFAULT_SATURATION = 3.0
 
 
 class HybridParameters(BaseModel):
     """How the lexical and vector legs are fused (the Vespa ``hybrid`` profiles do the same).
 
     * ``rrf``: sum over legs of ``1 / (rrf_k + rank)``, ranks taken inside the fusion window.
+    * ``rrf_textbook``: the same sum over the legs that retrieved the hit only.
     * ``linear``: ``alpha * norm(vector) + (1 - alpha) * norm(lexical)``, each leg min-max
       normalised over the window.
+    * ``score`` (default): ``alpha * closeness + (1 - alpha) * bm25 / (bm25 + saturation)``.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    fusion: Fusion = Fusion.rrf
+    fusion: Fusion = DEFAULT_FUSION
     rrf_k: int = Field(60, ge=1, le=10_000)
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the vector leg (linear)")
+    alpha: float = Field(DEFAULT_ALPHA, ge=0.0, le=1.0,
+                         description="Weight of the vector leg (linear, score)")
+    saturation: float = Field(DEFAULT_SATURATION, gt=0.0, le=1000.0,
+                              description="score fusion: BM25 s counts as s / (s + saturation)")
 
 
 class Filters(BaseModel):

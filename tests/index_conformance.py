@@ -448,6 +448,8 @@ class IndexConformance:
         HybridParameters(),
         HybridParameters(fusion=Fusion.rrf, rrf_k=10),
         HybridParameters(fusion=Fusion.linear, alpha=0.3),
+        HybridParameters(fusion=Fusion.rrf_textbook, rrf_k=10),
+        HybridParameters(fusion=Fusion.score, alpha=0.4, saturation=2.0),
     ])
     async def test_hybrid_equals_fusion_of_legs(self, corpus_index: SearchIndex,
                                                 params: HybridParameters) -> None:

@@ -16,14 +16,14 @@ from clipsearch.search import Fusion, HybridParameters, Mode
 from clipsearch.settings import Settings
 
 METRICS = {"recall@1", "recall@5", "recall@10", "recall@50", "mrr@10", "ndcg@10"}
-MODES = {"lexical", "vector", "hybrid (rrf k=60)"}
+MODES = {"lexical", "vector", "hybrid (score α=0.7 s=3)"}
 
 
 @pytest.fixture(scope="module")
 def fresh_report(tiny_clip_dir: Path, sample_dataset, tmp_path_factory) -> EvalReport:  # type: ignore[no-untyped-def]
     settings = Settings(data_dir=tmp_path_factory.mktemp("unused"), model=str(tiny_clip_dir))
     cfg = EvalConfig(source=sample_dataset.manifest, splits=[], sweep=True,
-                     sweep_alphas=[0.0, 0.5, 1.0], sweep_rrf_ks=[1, 60])
+                     sweep_alphas=[0.0, 0.5, 1.0], sweep_rrf_ks=[1, 60], sweep_saturations=[3.0])
     return run_eval(cfg, settings)
 
 
@@ -55,7 +55,10 @@ def test_lexical_finds_category_names_in_captions(fresh_report: EvalReport) -> N
 def test_sweep_picks_the_setting_with_the_best_reported_metric(
         fresh_report: EvalReport) -> None:
     sweep = fresh_report.models[0].sweep
-    assert sweep is not None and len(sweep.points) == 5
+    # score (3 alphas x 1 saturation) + linear (3) + window and textbook RRF (2 ks each)
+    assert sweep is not None and len(sweep.points) == 10
+    tuned = fresh_report.models[0].tuned
+    assert tuned is not None and tuned.label == sweep.best.label  # the choice, re-measured
     for p in sweep.points:
         assert p.objective == pytest.approx(
             sum(p.metrics[q]["ndcg@10"] for q in sweep.query_sets) / len(sweep.query_sets))

@@ -74,7 +74,8 @@ async def test_yql_shape_per_mode(loaded: VespaIndex, vespa: LoopbackVespa, mode
     body = vespa.searches()[-1]
     yql = body["yql"]
     assert text not in yql and "or true" not in yql and "x\"" not in yql
-    assert body["ranking.profile"] == mode.value
+    # hybrid's default fusion (score) runs the first-phase-only profile
+    assert body["ranking.profile"] == ("hybrid-score" if mode == Mode.hybrid else mode.value)
     assert (body["hits"], body["offset"]) == (5, 2)
     assert 'dataset in ("rsicd")' in yql and 'category in ("harbor", "park")' in yql
     assert '!(id in ("rsicd:park_1"))' in yql
@@ -106,7 +107,8 @@ async def test_other_rrf_k_is_fused_by_the_client(loaded: VespaIndex,
     await loaded.search(SearchPlan(**base))
     assert vespa.searches()[-1]["hits"] == 3
     result = await loaded.search(SearchPlan(**base, offset=1,
-                                            hybrid=HybridParameters(rrf_k=5)))
+                                            hybrid=HybridParameters(fusion=Fusion.rrf,
+                                                                    rrf_k=5)))
     body = vespa.searches()[-1]
     assert (body["hits"], body["offset"]) == (200, 0)  # the whole window, fused here
     assert len(result.hits) == 3 and result.hits[0].score <= 1 / 6 + 1 / 6

@@ -90,7 +90,7 @@ BROKEN = [
      "without an HNSW index"),
     ("distance-metric: prenormalized-angular", "distance-metric: euclidean",
      "must be prenormalized-angular"),
-    ("            query(alpha) double: 0.5\n", "", "query(alpha) is used but not declared"),
+    ("            query(alpha) double: 0.7\n", "", "query(alpha) is used but not declared"),
     ("query(q) tensor<float>(x[512])", "query(q) tensor<float>(x[256])",
      "declared as tensor<float>(x[256]), expected tensor<float>(x[512])"),
     ("rank-profile hybrid-linear {", "rank-profile hybrid_weighted {",

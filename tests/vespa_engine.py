@@ -4,7 +4,8 @@ client may send, exact BM25 and closeness, and the ranking of the generated prof
 Approximations, on purpose and only here: the tokenizer lower-cases, splits on non-word
 characters and strips a plural ``s``/``ies`` (a stand-in for Vespa's English stemmer);
 weakAnd is evaluated as OR; nearestNeighbor is exact. Hybrid fusion calls
-``clipsearch.fusion`` (competition ranks), i.e. the formula, not Vespa's ordinal ties.
+``clipsearch.fusion`` (competition ranks), i.e. the formula, not Vespa's ordinal ties;
+``normalize_linear`` of a constant leg is 0.5 there, as Vespa's ``LinearNormalizer``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from clipsearch.fusion import Candidate, closeness_from_cosine, fused_scores
+from clipsearch.fusion import Candidate, closeness_from_cosine, fused_scores, score_fusion
 from clipsearch.index.vespa import schema_names as n
 from clipsearch.search import Fusion, HybridParameters
 
@@ -274,10 +275,15 @@ class Ranked:
 
 
 def rank(profile: str, candidates: list[str], bm25: dict[str, float], close: dict[str, float],
-         rerank_count: int, alpha: float) -> list[Ranked]:
+         rerank_count: int, alpha: float, saturation: float = 3.0) -> list[Ranked]:
     """Order matched docs the way the generated profile does (fusion from clipsearch.fusion)."""
     rows = [Ranked(k, 0.0, bm25.get(k, 0.0), close.get(k, 0.0)) for k in candidates]
-    if profile == n.PROFILE_LEXICAL:
+    if profile == n.PROFILE_HYBRID_SCORE:  # first phase only
+        scores = score_fusion(np.array([r.lexical for r in rows]),
+                              np.array([r.vector for r in rows]), alpha, saturation)
+        for r, s in zip(rows, scores.tolist(), strict=True):
+            r.relevance = s
+    elif profile == n.PROFILE_LEXICAL:
         for r in rows:
             r.relevance = r.lexical
     elif profile == n.PROFILE_VECTOR:

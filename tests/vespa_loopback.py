@@ -392,8 +392,9 @@ class _Handler(BaseHTTPRequestHandler):
             nn_set |= set(ordered[:nn.target_hits])
         matched = [k for k, d in docs.items()
                    if eng.evaluate(sel.where, k, d, set(bm25), nn_set)]
-        alpha = float(body.get("input.query(alpha)", 0.5))
-        ranked = eng.rank(profile, matched, bm25, close, rerank, alpha)
+        alpha = float(body.get("input.query(alpha)", 0.7))
+        saturation = float(body.get("input.query(saturation)", 3.0))
+        ranked = eng.rank(profile, matched, bm25, close, rerank, alpha, saturation)
         page = ranked[offset:offset + hits]
         children = []
         for r in page:

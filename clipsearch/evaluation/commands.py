@@ -6,9 +6,15 @@ import argparse
 from pathlib import Path
 
 from clipsearch.evaluation.queries import CaptionRelevance
-from clipsearch.evaluation.sweep import DEFAULT_ALPHAS, DEFAULT_RRF_KS
-from clipsearch.evaluation.zeroshot import DEFAULT_TEMPLATES
-from clipsearch.search import Fusion, HybridParameters
+from clipsearch.evaluation.sweep import DEFAULT_ALPHAS, DEFAULT_RRF_KS, DEFAULT_SATURATIONS
+from clipsearch.evaluation.zeroshot import DEFAULT_TEMPLATES, ENSEMBLE_TEMPLATES
+from clipsearch.search import (
+    DEFAULT_ALPHA,
+    DEFAULT_FUSION,
+    DEFAULT_SATURATION,
+    Fusion,
+    HybridParameters,
+)
 from clipsearch.settings import Settings
 
 
@@ -54,18 +60,32 @@ def _run(args: argparse.Namespace) -> int:
         source=Path(args.source), format=args.format, dataset=args.dataset,
         splits=[s for s in args.split.split(",") if s] if args.split else [],
         models=args.model or [], index=IndexChoice(args.index),
-        templates=args.template or list(DEFAULT_TEMPLATES),
-        hybrid=HybridParameters(fusion=Fusion(args.fusion), alpha=args.alpha, rrf_k=args.rrf_k),
+        templates=args.template or list(ENSEMBLE_TEMPLATES if args.prompt_ensemble
+                                        else DEFAULT_TEMPLATES),
+        hybrid=HybridParameters(fusion=Fusion(args.fusion), alpha=args.alpha, rrf_k=args.rrf_k,
+                                saturation=args.saturation),
         caption_relevance=CaptionRelevance(args.caption_relevance),
         max_caption_queries=args.max_caption_queries, zero_shot=not args.no_zero_shot,
         sweep=args.sweep, objective=args.objective, candidates=settings.candidates,
         work_dir=Path(args.work_dir) if args.work_dir else None,
         sweep_alphas=_floats(args.alphas) if args.alphas else list(DEFAULT_ALPHAS),
-        sweep_rrf_ks=_ints(args.rrf_ks) if args.rrf_ks else list(DEFAULT_RRF_KS))
+        sweep_rrf_ks=_ints(args.rrf_ks) if args.rrf_ks else list(DEFAULT_RRF_KS),
+        sweep_saturations=(_floats(args.saturations) if args.saturations
+                           else list(DEFAULT_SATURATIONS)),
+        choose_split=args.choose_split or None)
+    if args.apply and not args.sweep:
+        raise SystemExit("--apply needs --sweep")
     report = run_eval(cfg, settings)
     written = write_report(report, Path(args.out), stem=args.stem)
     print(to_markdown(report))
     print(f"wrote {written.json_path}, {written.markdown_path}, {written.chart_path}")
+    if args.apply:
+        from clipsearch.evaluation.apply import apply_report
+
+        path = apply_report(report, settings, as_default=args.apply_default)
+        best = report.models[0].sweep
+        print(f"applied {best.best.label if best else '?'} as the default fusion of "
+              f"{', '.join(report.models[0].datasets)} in {path}")
     return 0
 
 
@@ -87,8 +107,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "out (default); live: search the configured index")
     p.add_argument("--template", action="append",
                    help="zero-shot prompt with {category}; repeat (default: aerial prompts)")
-    p.add_argument("--fusion", choices=["rrf", "linear"], default="rrf")
-    p.add_argument("--alpha", type=float, default=0.5, help="linear fusion: vector weight")
+    p.add_argument("--fusion", choices=[f.value for f in Fusion], default=DEFAULT_FUSION.value)
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help="linear/score fusion: vector weight")
+    p.add_argument("--saturation", type=float, default=DEFAULT_SATURATION,
+                   help="score fusion: BM25 s counts as s / (s + saturation)")
     p.add_argument("--rrf-k", type=int, default=60)
     p.add_argument("--caption-relevance", choices=["item", "category"], default="item",
                    help="caption queries: only the captioned image is relevant, or its category")
@@ -97,6 +120,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--sweep", action="store_true", help="sweep hybrid α and RRF k")
     p.add_argument("--alphas", default="", help="sweep α values, comma-separated")
     p.add_argument("--rrf-ks", default="", help="sweep RRF k values, comma-separated")
+    p.add_argument("--saturations", default="", help="sweep score-fusion saturations")
+    p.add_argument("--choose-split", default="",
+                   help="split the sweep chooses on (e.g. val); the evaluated --split reports "
+                   "the choice (default: the sweep runs on the evaluated split)")
+    p.add_argument("--apply", action="store_true",
+                   help="store the sweep's best fusion as the API's default for the evaluated "
+                   "dataset(s) of the configured index (needs --sweep and one --model)")
+    p.add_argument("--apply-default", action="store_true",
+                   help="with --apply: also the default for requests without a dataset filter")
+    p.add_argument("--prompt-ensemble", action="store_true",
+                   help="zero-shot with three aerial prompts instead of the single default")
     p.add_argument("--objective", default="ndcg@10", help="metric the sweep maximises")
     p.add_argument("--out", default="eval-report", help="output folder")
     p.add_argument("--stem", default="eval", help="output file name stem")

@@ -9,8 +9,17 @@ from pydantic import BaseModel
 
 from clipsearch.evaluation.metrics import DEFAULT_RECALL_KS, evaluate_run
 from clipsearch.evaluation.queries import QuerySet
+from clipsearch.evaluation.ties import DEFAULT_SEED, boundary_tied, neutral_order
 from clipsearch.index.base import SearchIndex
-from clipsearch.search import MAX_LIMIT, Filters, Fusion, HybridParameters, Mode, SearchPlan
+from clipsearch.search import (
+    MAX_LIMIT,
+    MAX_OFFSET,
+    Filters,
+    Fusion,
+    HybridParameters,
+    Mode,
+    SearchPlan,
+)
 
 
 class ModeSetting(BaseModel):
@@ -21,9 +30,14 @@ class ModeSetting(BaseModel):
     def label(self) -> str:
         if self.mode != Mode.hybrid:
             return self.mode.value
-        if self.hybrid.fusion == Fusion.rrf:
-            return f"hybrid (rrf k={self.hybrid.rrf_k})"
-        return f"hybrid (linear α={self.hybrid.alpha:g})"
+        h = self.hybrid
+        if h.fusion == Fusion.rrf:
+            return f"hybrid (rrf k={h.rrf_k})"
+        if h.fusion == Fusion.rrf_textbook:
+            return f"hybrid (textbook rrf k={h.rrf_k})"
+        if h.fusion == Fusion.score:
+            return f"hybrid (score α={h.alpha:g} s={h.saturation:g})"
+        return f"hybrid (linear α={h.alpha:g})"
 
 
 class ModeResult(BaseModel):
@@ -37,10 +51,31 @@ def standard_settings(hybrid: HybridParameters) -> list[ModeSetting]:
             ModeSetting(mode=Mode.hybrid, hybrid=hybrid)]
 
 
+def _window_free(setting: ModeSetting) -> bool:
+    """Whether a hit's score is the same whatever the page (so deeper pages may be read)."""
+    return setting.mode != Mode.hybrid or setting.hybrid.fusion == Fusion.score
+
+
+async def ranked_hits(index: SearchIndex, plan: SearchPlan, depth: int,
+                      deeper: bool) -> list[tuple[str, float]]:
+    """(id, score) of the top ``depth`` hits and of every hit tied with the one at ``depth``
+    (read page by page when ``deeper``, up to MAX_OFFSET), so ties can be reordered."""
+    hits: list[tuple[str, float]] = []
+    page = plan.model_copy(update={"limit": MAX_LIMIT, "offset": 0})
+    while True:
+        result = await index.search(page)
+        hits += [(h.id, h.score) for h in result.hits]
+        more = len(result.hits) == page.limit and page.offset + MAX_LIMIT <= MAX_OFFSET
+        if not (deeper and more and boundary_tied([s for _, s in hits], depth)):
+            return hits
+        page = page.model_copy(update={"offset": page.offset + MAX_LIMIT})
+
+
 async def run_query_set(index: SearchIndex, queries: QuerySet, vectors: Mapping[str, np.ndarray],
                         setting: ModeSetting, *, depth: int, filters: Filters,
-                        candidates: int) -> dict[str, list[str]]:
-    """Ranked document ids per query (a lexical query without matching terms ranks nothing)."""
+                        candidates: int, seed: int = DEFAULT_SEED) -> dict[str, list[str]]:
+    """Ranked document ids per query (a lexical query without matching terms ranks nothing),
+    equal scores in a seeded, label-neutral order (``clipsearch.evaluation.ties``)."""
     run: dict[str, list[str]] = {}
     for qid, text in queries.texts.items():
         plan = SearchPlan(
@@ -48,8 +83,8 @@ async def run_query_set(index: SearchIndex, queries: QuerySet, vectors: Mapping[
             vector=None if setting.mode == Mode.lexical else [float(x) for x in vectors[qid]],
             limit=min(depth, MAX_LIMIT), filters=filters, hybrid=setting.hybrid,
             candidates=max(candidates, depth))
-        result = await index.search(plan)
-        run[qid] = [h.id for h in result.hits]
+        hits = await ranked_hits(index, plan, depth, deeper=_window_free(setting))
+        run[qid] = neutral_order(hits, qid, seed)[:depth]
     return run
 
 

@@ -14,6 +14,7 @@ import logging
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -31,18 +32,25 @@ from clipsearch.evaluation.queries import (
     caption_queries,
     category_queries,
 )
-from clipsearch.evaluation.retrieval import ModeResult, evaluate_settings, standard_settings
+from clipsearch.evaluation.retrieval import (
+    ModeResult,
+    ModeSetting,
+    evaluate_settings,
+    standard_settings,
+)
 from clipsearch.evaluation.sweep import (
     DEFAULT_ALPHAS,
     DEFAULT_RRF_KS,
+    DEFAULT_SATURATIONS,
     SweepResult,
     pick_best,
     sweep_settings,
 )
+from clipsearch.evaluation.ties import TIE_BREAKING
 from clipsearch.evaluation.zeroshot import DEFAULT_TEMPLATES, ZeroShotResult, zero_shot
 from clipsearch.index import open_index
 from clipsearch.index.base import SearchIndex
-from clipsearch.search import Filters, HybridParameters
+from clipsearch.search import Filters, HybridParameters, Mode
 from clipsearch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +76,9 @@ class EvalConfig(BaseModel):
     sweep: bool = False
     sweep_alphas: list[float] = Field(default_factory=lambda: list(DEFAULT_ALPHAS))
     sweep_rrf_ks: list[int] = Field(default_factory=lambda: list(DEFAULT_RRF_KS))
+    sweep_saturations: list[float] = Field(default_factory=lambda: list(DEFAULT_SATURATIONS))
+    choose_split: str | None = Field(
+        None, description="split the sweep chooses on (e.g. val); None: the evaluated split")
     objective: str = "ndcg@10"
     recall_ks: list[int] = Field(default_factory=lambda: list(DEFAULT_RECALL_KS))
     hits_ks: list[int] = Field(default_factory=lambda: list(DEFAULT_HITS_KS))
@@ -78,6 +89,7 @@ class EvalConfig(BaseModel):
 
 class ModelReport(BaseModel):
     model: str
+    datasets: list[str] = Field(default_factory=list)
     images: int
     skipped_images: int
     captions_held_out: bool
@@ -85,6 +97,9 @@ class ModelReport(BaseModel):
     zero_shot: ZeroShotResult | None = None
     retrieval: list[ModeResult]
     sweep: SweepResult | None = None
+    sweep_split: list[str] | None = Field(None, description="split(s) the sweep chose on")
+    tuned: ModeResult | None = Field(
+        None, description="the sweep's best setting measured on the evaluated split")
     seconds: float
 
 
@@ -94,50 +109,88 @@ class EvalReport(BaseModel):
     index: IndexChoice
     caption_relevance: CaptionRelevance
     objective: str
+    tie_breaking: str = TIE_BREAKING
     models: list[ModelReport]
 
 
-async def _evaluate_model(cfg: EvalConfig, settings: Settings, model: str,
-                          work_dir: Path) -> ModelReport:
-    started = time.perf_counter()
-    items = load_labelled(cfg.source, fmt=cfg.format, dataset=cfg.dataset, splits=cfg.splits)
+@dataclass
+class Prepared:
+    """One split ready to search: its embedded images, labelled queries and index."""
+
+    images: ImageVectors
+    query_sets: list[QuerySet]
+    vectors: dict[str, np.ndarray]
+    index: SearchIndex
+    filters: Filters
+
+
+async def _prepare(cfg: EvalConfig, settings: Settings, encoder: EvalEncoder,
+                   splits: list[str], work_dir: Path) -> Prepared:
+    items = load_labelled(cfg.source, fmt=cfg.format, dataset=cfg.dataset, splits=splits)
     if not items:
-        raise InvalidRequest(f"no images in split(s) {cfg.splits} of {cfg.source}")
-    encoder = EvalEncoder.load(model, settings)
+        raise InvalidRequest(f"no images in split(s) {splits} of {cfg.source}")
     images = encoder.images(items)
     if len(images.items) == 0:
         raise InvalidRequest("no image of the evaluated split could be decoded")
-    log.info("%s: %d images embedded (%d skipped)", model, len(images.items),
+    log.info("%s: %d images embedded (%d skipped)", encoder.model_id, len(images.items),
              len(images.skipped))
-    zs = None
-    if cfg.zero_shot and len({it.category for it in images.items if it.category}) >= 2:
-        labelled = [(i, it.category) for i, it in enumerate(images.items) if it.category]
-        zs = zero_shot(images.vectors[[i for i, _ in labelled]], [c for _, c in labelled],
-                       encoder.texts, templates=cfg.templates, ks=cfg.hits_ks)
     query_sets = [category_queries(images.items),
                   caption_queries(images.items, relevance=cfg.caption_relevance,
                                   max_queries=cfg.max_caption_queries)]
     query_sets = [qs for qs in query_sets if len(qs)]
     vectors = _query_vectors(query_sets, encoder)
     index, filters = await _open_eval_index(cfg, settings, encoder, images, work_dir)
+    return Prepared(images, query_sets, vectors, index, filters)
+
+
+async def _sweep(cfg: EvalConfig, prep: Prepared) -> SweepResult:
+    settings = sweep_settings(cfg.sweep_alphas, cfg.sweep_rrf_ks, cfg.sweep_saturations)
+    points = await evaluate_settings(prep.index, prep.query_sets, prep.vectors, settings,
+                                     filters=prep.filters, candidates=cfg.candidates,
+                                     recall_ks=cfg.recall_ks, cutoff=cfg.cutoff)
+    return pick_best(points, cfg.objective, [qs.name for qs in prep.query_sets])
+
+
+async def _evaluate_model(cfg: EvalConfig, settings: Settings, model: str,
+                          work_dir: Path) -> ModelReport:
+    started = time.perf_counter()
+    encoder = EvalEncoder.load(model, settings)
+    sweep, sweep_split = None, None
+    if cfg.sweep and cfg.choose_split:  # choose on one split, report on the evaluated one
+        choose = await _prepare(cfg, settings, encoder, [cfg.choose_split], work_dir / "choose")
+        try:
+            sweep, sweep_split = await _sweep(cfg, choose), [cfg.choose_split]
+        finally:
+            await choose.index.close()
+    prep = await _prepare(cfg, settings, encoder, cfg.splits, work_dir / "eval")
+    images = prep.images
+    zs = None
+    if cfg.zero_shot and len({it.category for it in images.items if it.category}) >= 2:
+        labelled = [(i, it.category) for i, it in enumerate(images.items) if it.category]
+        zs = zero_shot(images.vectors[[i for i, _ in labelled]], [c for _, c in labelled],
+                       encoder.texts, templates=cfg.templates, ks=cfg.hits_ks)
+    tuned = None
     try:
         retrieval = await evaluate_settings(
-            index, query_sets, vectors, standard_settings(cfg.hybrid), filters=filters,
-            candidates=cfg.candidates, recall_ks=cfg.recall_ks, cutoff=cfg.cutoff)
-        sweep = None
-        if cfg.sweep:
-            points = await evaluate_settings(
-                index, query_sets, vectors, sweep_settings(cfg.sweep_alphas, cfg.sweep_rrf_ks),
-                filters=filters, candidates=cfg.candidates, recall_ks=cfg.recall_ks,
-                cutoff=cfg.cutoff)
-            sweep = pick_best(points, cfg.objective, [qs.name for qs in query_sets])
+            prep.index, prep.query_sets, prep.vectors, standard_settings(cfg.hybrid),
+            filters=prep.filters, candidates=cfg.candidates, recall_ks=cfg.recall_ks,
+            cutoff=cfg.cutoff)
+        if cfg.sweep and sweep is None:
+            sweep, sweep_split = await _sweep(cfg, prep), cfg.splits
+        if sweep is not None:
+            best = ModeSetting(mode=Mode.hybrid, hybrid=sweep.best.hybrid)
+            [tuned] = await evaluate_settings(
+                prep.index, prep.query_sets, prep.vectors, [best], filters=prep.filters,
+                candidates=cfg.candidates, recall_ks=cfg.recall_ks, cutoff=cfg.cutoff)
     finally:
-        await index.close()
+        await prep.index.close()
     return ModelReport(
-        model=model, images=len(images.items), skipped_images=len(images.skipped),
+        model=model, datasets=sorted({it.dataset for it in images.items}),
+        images=len(images.items), skipped_images=len(images.skipped),
         captions_held_out=cfg.index == IndexChoice.fresh,
-        queries={qs.name: len(qs) for qs in query_sets}, zero_shot=zs, retrieval=retrieval,
-        sweep=sweep, seconds=time.perf_counter() - started)
+        queries={qs.name: len(qs) for qs in prep.query_sets}, zero_shot=zs,
+        retrieval=retrieval, sweep=sweep, sweep_split=sweep_split, tuned=tuned,
+        seconds=time.perf_counter() - started)
 
 
 def _query_vectors(query_sets: list[QuerySet], encoder: EvalEncoder) -> dict[str, np.ndarray]:

@@ -12,6 +12,7 @@ from clipsearch.search import Fusion, HybridParameters, Mode
 
 DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 DEFAULT_RRF_KS: tuple[int, ...] = (1, 5, 10, 20, 40, 60, 100)
+DEFAULT_SATURATIONS: tuple[float, ...] = (1.0, 3.0, 10.0)
 
 
 class SweepPoint(BaseModel):
@@ -29,12 +30,18 @@ class SweepResult(BaseModel):
 
 
 def sweep_settings(alphas: Sequence[float] = DEFAULT_ALPHAS,
-                   rrf_ks: Sequence[int] = DEFAULT_RRF_KS) -> list[ModeSetting]:
-    linear = [ModeSetting(mode=Mode.hybrid, hybrid=HybridParameters(fusion=Fusion.linear,
-                                                                    alpha=a)) for a in alphas]
-    rrf = [ModeSetting(mode=Mode.hybrid, hybrid=HybridParameters(fusion=Fusion.rrf, rrf_k=k))
-           for k in rrf_ks]
-    return linear + rrf
+                   rrf_ks: Sequence[int] = DEFAULT_RRF_KS,
+                   saturations: Sequence[float] = DEFAULT_SATURATIONS) -> list[ModeSetting]:
+    """Every fusion over its parameter grid: score (α x saturation), linear (α), window and
+    textbook RRF (k)."""
+    def hybrid(**kw: object) -> ModeSetting:
+        return ModeSetting(mode=Mode.hybrid, hybrid=HybridParameters.model_validate(kw))
+
+    score = [hybrid(fusion=Fusion.score, alpha=a, saturation=c)
+             for c in saturations for a in alphas]
+    linear = [hybrid(fusion=Fusion.linear, alpha=a) for a in alphas]
+    rrf = [hybrid(fusion=f, rrf_k=k) for f in (Fusion.rrf, Fusion.rrf_textbook) for k in rrf_ks]
+    return score + linear + rrf
 
 
 def objective_value(metrics: dict[str, dict[str, float]], objective: str,

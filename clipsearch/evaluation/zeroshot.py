@@ -1,7 +1,8 @@
-"""Zero-shot classification: each image against one prompt set per category (seed 001).
+"""Zero-shot classification: each image against one prompt (set) per category (seed 001).
 
-A category's text vector is the normalised mean of its prompts' embeddings ("an aerial
-photograph of {category}", ...), as in the CLIP paper's prompt ensembling; an image's class
+By default one prompt, "an aerial photograph of {category}" (the seed's); with
+``ENSEMBLE_TEMPLATES`` a category's text vector is the normalised mean of its prompts'
+embeddings, as in the CLIP paper's prompt ensembling; an image's class
 scores are cosine similarities. Reported as hits@k: the true class among the top k.
 """
 
@@ -15,7 +16,10 @@ from pydantic import BaseModel
 from clipsearch.embeddings import l2_normalize
 from clipsearch.evaluation.metrics import DEFAULT_HITS_KS, hits_at_k
 
-DEFAULT_TEMPLATES: tuple[str, ...] = (
+# The seed's single prompt, for comparability with earlier numbers; the ensemble is an option
+# (``clipsearch eval --prompt-ensemble``).
+DEFAULT_TEMPLATES: tuple[str, ...] = ("an aerial photograph of {category}",)
+ENSEMBLE_TEMPLATES: tuple[str, ...] = (
     "an aerial photograph of {category}",
     "a satellite image of {category}",
     "{category} seen from above",

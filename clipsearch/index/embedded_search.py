@@ -362,7 +362,7 @@ async def run_hybrid(
     rowids = sorted(vector_scores)  # a lexical hit whose row vanished has no vector score
     candidates = [Candidate(id=str(r), lexical=lexical.get(r, 0.0), vector=vector_scores[r])
                   for r in rowids]
-    fused = fused_scores(candidates, plan.hybrid).tolist()
+    fused = fused_scores(candidates, plan.hybrid, depth=plan.window).tolist()
     legs = [LegScores(lexical=c.lexical if text is not None else None, vector=c.vector)
             for c in candidates]
     ranked = Ranked(rowids, fused, legs)

@@ -21,7 +21,7 @@ from services.api.embedder_factory import open_embedder
 from services.api.maintenance import flush_owed_loop
 from services.api.metrics import ApiMetrics
 from services.api.middleware import GatewayMiddleware
-from services.api.routes import documents, health, locate, search
+from services.api.routes import documents, health, locate, quality, search
 from services.api.state import ApiState
 
 
@@ -72,6 +72,7 @@ def create_app(
     app.include_router(documents.router)
     app.include_router(health.router)
     app.include_router(locate.router)
+    app.include_router(quality.router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:

@@ -16,7 +16,8 @@ from clipsearch.errors import (
 )
 from clipsearch.image_payloads import decode_base64_image
 from clipsearch.index.base import SearchIndex
-from clipsearch.search import Filters, HybridParameters, Mode, SearchPlan
+from clipsearch.quality.tuned import TunedFusions
+from clipsearch.search import Filters, Fusion, HybridParameters, Mode, SearchPlan
 from clipsearch.settings import Settings
 from services.api.schemas import QueryPart, SearchParams
 
@@ -30,6 +31,32 @@ class PlannedQuery:
     model_id: str | None
     encode_ms: float
     vector_text: str | None
+    fusion_source: str = "default"
+
+
+def fusion_echo(hybrid: HybridParameters, source: str) -> dict[str, object]:
+    """The fusion a hybrid search ran with, for the response's query echo."""
+    f = hybrid.fusion
+    return {
+        "fusion": f, "fusion_source": source,
+        "rrf_k": hybrid.rrf_k if f in (Fusion.rrf, Fusion.rrf_textbook) else None,
+        "alpha": hybrid.alpha if f in (Fusion.linear, Fusion.score) else None,
+        "saturation": hybrid.saturation if f == Fusion.score else None,
+    }
+
+
+def hybrid_parameters(req: SearchParams, tuned: TunedFusions | None
+                      ) -> tuple[HybridParameters, str]:
+    """The request's own fusion parameters, else the dataset's tuned fusion, else the
+    default; with where they came from."""
+    if req.fusion_given:
+        return HybridParameters(fusion=req.fusion, rrf_k=req.rrf_k, alpha=req.alpha,
+                                saturation=req.saturation), "request"
+    entry = tuned.for_datasets(req.dataset) if tuned is not None else None
+    if entry is not None:
+        key, fusion = entry
+        return fusion.hybrid, f"tuned:{key}"
+    return HybridParameters(), "default"
 
 
 def prompt_for(text: str, datasets: list[str], templates: dict[str, str]) -> str:
@@ -138,6 +165,7 @@ async def plan_search(
     max_image_bytes: int = 20 * 1024 * 1024,
     settings: Settings | None = None,
     embedder_error: str | None = None,
+    tuned: TunedFusions | None = None,
 ) -> PlannedQuery:
     started = time.perf_counter()
     vector: list[float] | None = None
@@ -158,6 +186,7 @@ async def plan_search(
         vector_text = " | ".join(enc.texts) or None
     # Hybrid without text has no lexical leg: it is a vector search.
     mode = Mode.vector if (req.mode == Mode.hybrid and not req.text) else req.mode
+    hybrid, fusion_source = hybrid_parameters(req, tuned)
     plan = SearchPlan(
         mode=mode,
         text=req.text,
@@ -165,8 +194,9 @@ async def plan_search(
         limit=req.limit,
         offset=req.offset,
         filters=Filters(dataset=req.dataset, category=req.category, split=req.split),
-        hybrid=HybridParameters(fusion=req.fusion, rrf_k=req.rrf_k, alpha=req.alpha),
+        hybrid=hybrid,
         candidates=candidates,
         exclude_ids=[req.image_id] if (req.image_id and req.exclude_image) else [],
     )
-    return PlannedQuery(plan, model_id, (time.perf_counter() - started) * 1000, vector_text)
+    return PlannedQuery(plan, model_id, (time.perf_counter() - started) * 1000, vector_text,
+                        fusion_source)

@@ -7,11 +7,21 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clipsearch.documents import DocId, Label
-from clipsearch.search import MAX_LIMIT, MAX_OFFSET, Fusion, LegScores, Mode
+from clipsearch.search import (
+    DEFAULT_ALPHA,
+    DEFAULT_FUSION,
+    DEFAULT_SATURATION,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    Fusion,
+    LegScores,
+    Mode,
+)
 
 QueryText = Annotated[str, Field(max_length=1000)]
 # POST /search combines at most this many weighted parts (each may carry a base64 image).
 MAX_QUERY_PARTS = 10
+FUSION_FIELDS = frozenset({"fusion", "rrf_k", "alpha", "saturation"})
 
 
 class SearchParams(BaseModel):
@@ -37,9 +47,15 @@ class SearchParams(BaseModel):
     split: list[Label] = Field(default_factory=list, max_length=50)
     image_id: DocId | None = Field(None, description="An indexed image: 'more like this'")
     exclude_image: bool = Field(False, description="Leave the query image out of the hits")
-    fusion: Fusion = Fusion.rrf
+    fusion: Fusion = Field(
+        DEFAULT_FUSION, description="Hybrid fusion (see README 'Search quality'); when no "
+        "fusion parameter is given, the dataset's tuned fusion (clipsearch eval --apply) or "
+        "the default applies")
     rrf_k: int = Field(60, ge=1, le=10_000)
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the vector leg (linear)")
+    alpha: float = Field(DEFAULT_ALPHA, ge=0.0, le=1.0,
+                         description="Weight of the vector leg (linear, score)")
+    saturation: float = Field(DEFAULT_SATURATION, gt=0.0, le=1000.0,
+                              description="score fusion: BM25 s counts as s / (s + saturation)")
     prompt: bool = Field(True, description="Apply the dataset's prompt template (vector leg)")
     facets: bool = Field(False, description="Counts per dataset/category among the top hits")
     steer: str | None = Field(
@@ -47,6 +63,11 @@ class SearchParams(BaseModel):
         description="<probe>:<scale>, scale in [-2, 2]: move the TEXT query vector along a "
         "trained probe's direction (see `clipsearch probe train`)",
         examples=["textness:1.0"])
+
+    @property
+    def fusion_given(self) -> bool:
+        """Whether the request set any fusion parameter itself."""
+        return bool(self.model_fields_set & FUSION_FIELDS)
 
     @property
     def text(self) -> str | None:
@@ -189,6 +210,9 @@ class QueryEcho(BaseModel):
     fusion: Fusion | None = None
     rrf_k: int | None = None
     alpha: float | None = None
+    saturation: float | None = None
+    fusion_source: str | None = Field(
+        None, description="request / tuned:<dataset> (clipsearch eval --apply) / default")
 
 
 class Facets(BaseModel):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from clipsearch.embedder import Embedder
 from clipsearch.index.base import SearchIndex
+from clipsearch.quality.tuned import TunedFusionCache, fusion_path
 from clipsearch.settings import Settings
 from services.api.metrics import ApiMetrics
 
@@ -19,6 +20,11 @@ class ApiState:
     embedder: Embedder | None
     metrics: ApiMetrics
     embedder_error: str | None = None
+    # the index's tuned fusion per dataset (clipsearch eval --apply), re-read when it changes
+    tuned_fusion: TunedFusionCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tuned_fusion = TunedFusionCache(fusion_path(self.settings))
 
 
 async def get_state(request: Request) -> ApiState:

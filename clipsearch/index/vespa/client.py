@@ -256,6 +256,8 @@ class VespaIndex:
     def _fuse_here(self, plan: SearchPlan) -> bool:
         if plan.mode != Mode.hybrid:
             return False
+        if plan.hybrid.fusion == Fusion.rrf_textbook:
+            return True  # needs each leg's retrieval depth: fused here (clipsearch.fusion)
         return self._client_fusion or (plan.hybrid.fusion == Fusion.rrf
                                        and plan.hybrid.rrf_k != n.RRF_K)
 
@@ -283,7 +285,7 @@ class VespaIndex:
         """Fuse the returned window with ``clipsearch.fusion`` (exact ranks, any rrf_k)."""
         by_id = {h.id: h for h in window}
         cands = [Candidate(h.id, h.scores.lexical or 0.0, h.scores.vector or 0.0) for h in window]
-        fused = fuse(cands, plan.hybrid)[plan.offset:plan.offset + plan.limit]
+        fused = fuse(cands, plan.hybrid, depth=plan.window)[plan.offset:plan.offset + plan.limit]
         return [by_id[c.id].model_copy(update={
             "score": score,
             "scores": LegScores(lexical=c.lexical if legs.lexical else None, vector=c.vector),

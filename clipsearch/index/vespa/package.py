@@ -15,6 +15,14 @@
 * ``hybrid-linear``: same first phase; global phase
   ``query(alpha) * normalize_linear(vector_score) + (1 - query(alpha)) *
   normalize_linear(lexical_score)``.
+* ``hybrid-score`` (the API's default fusion ``score``): first phase only,
+  ``query(alpha) * vector_score + (1 - query(alpha)) * lexical_score / (lexical_score +
+  query(saturation))``; a hit's score does not depend on the other hits, so there is no
+  window and no tie difference.
+* ``rrf_textbook`` (RRF over the legs that retrieved a hit) has no profile of its own: which
+  leg retrieved a hit is its rank within that leg's ``targetHits``, which a global-phase
+  expression cannot see, so the client runs ``hybrid`` and fuses the returned window with
+  ``clipsearch.fusion`` (like another ``rrf_k``).
 
 Differences from the formula in ``clipsearch.fusion`` that cannot be removed in the schema
 (found in vespa-engine/documentation ``en/ranking/phased-ranking.html`` and the Vespa
@@ -63,10 +71,15 @@ from vespa.package import (
 )
 
 from clipsearch.index.vespa import schema_names as n
+from clipsearch.search import DEFAULT_ALPHA, DEFAULT_SATURATION
 
 DEFAULT_RERANK_COUNT = 200
 FIRST_PHASE_HYBRID = (
     f"closeness(field, {n.F_EMBEDDING}) + bm25({n.F_CAPTION}) / (bm25({n.F_CAPTION}) + 10)"
+)
+FIRST_PHASE_SCORE = (
+    f"{n.INPUT_ALPHA} * {n.FN_VECTOR} + (1 - {n.INPUT_ALPHA}) * {n.FN_LEXICAL} / "
+    f"({n.FN_LEXICAL} + {n.INPUT_SATURATION})"
 )
 
 
@@ -97,7 +110,9 @@ def _functions() -> list[Function]:
 
 
 def _inputs(dim: int) -> list[tuple[str, str, str] | tuple[str, str]]:
-    return [(n.INPUT_Q, f"tensor<float>(x[{dim}])"), (n.INPUT_ALPHA, "double", "0.5")]
+    return [(n.INPUT_Q, f"tensor<float>(x[{dim}])"),
+            (n.INPUT_ALPHA, "double", str(DEFAULT_ALPHA)),
+            (n.INPUT_SATURATION, "double", str(DEFAULT_SATURATION))]
 
 
 def _profile(name: str, dim: int, first: str, global_phase: str | None) -> RankProfile:
@@ -122,6 +137,7 @@ def rank_profiles(dim: int) -> list[RankProfile]:
         _profile(n.PROFILE_VECTOR, dim, n.FN_VECTOR, None),
         _profile(n.PROFILE_HYBRID, dim, FIRST_PHASE_HYBRID, rrf),
         _profile(n.PROFILE_HYBRID_LINEAR, dim, FIRST_PHASE_HYBRID, linear),
+        _profile(n.PROFILE_HYBRID_SCORE, dim, FIRST_PHASE_SCORE, None),
     ]
 
 

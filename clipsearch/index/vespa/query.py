@@ -90,6 +90,8 @@ def search_body(plan: SearchPlan, *, timeout_s: float, hits: int, offset: int,
         body["ranking.globalPhase.rerankCount"] = rerank_count
     if n.INPUT_ALPHA in n.INPUTS_SENT[profile]:
         body[f"input.{n.INPUT_ALPHA}"] = plan.hybrid.alpha
+    if n.INPUT_SATURATION in n.INPUTS_SENT[profile]:
+        body[f"input.{n.INPUT_SATURATION}"] = plan.hybrid.saturation
     return body
 
 

@@ -29,7 +29,9 @@ PROFILE_LEXICAL = Mode.lexical.value
 PROFILE_VECTOR = Mode.vector.value
 PROFILE_HYBRID = Mode.hybrid.value  # RRF
 PROFILE_HYBRID_LINEAR = "hybrid-linear"  # alpha * normalize_linear(vector) + ...
-PROFILES = (PROFILE_LEXICAL, PROFILE_VECTOR, PROFILE_HYBRID, PROFILE_HYBRID_LINEAR)
+PROFILE_HYBRID_SCORE = "hybrid-score"  # alpha * closeness + (1 - alpha) * saturated bm25
+PROFILES = (PROFILE_LEXICAL, PROFILE_VECTOR, PROFILE_HYBRID, PROFILE_HYBRID_LINEAR,
+            PROFILE_HYBRID_SCORE)
 
 # functions exposed as match-features: each leg's score per hit
 FN_LEXICAL = "lexical_score"
@@ -38,6 +40,7 @@ FN_VECTOR = "vector_score"
 # query inputs
 INPUT_Q = "query(q)"
 INPUT_ALPHA = "query(alpha)"
+INPUT_SATURATION = "query(saturation)"
 
 # the RRF constant compiled into the ``hybrid`` profile (Vespa takes only a constant there)
 RRF_K = 60
@@ -47,12 +50,15 @@ def profile_for(mode: Mode, fusion: Fusion) -> str:
     """The rank profile a plan runs with."""
     if mode == Mode.hybrid and fusion == Fusion.linear:
         return PROFILE_HYBRID_LINEAR
-    return mode.value
+    if mode == Mode.hybrid and fusion == Fusion.score:
+        return PROFILE_HYBRID_SCORE
+    return mode.value  # rrf_textbook runs the window RRF profile and is fused by the client
 
 
 def expected_inputs(dim: int) -> dict[str, str]:
     """Every query input the client sends, with the type the schema must declare."""
-    return {INPUT_Q: f"tensor<float>(x[{dim}])", INPUT_ALPHA: "double"}
+    return {INPUT_Q: f"tensor<float>(x[{dim}])", INPUT_ALPHA: "double",
+            INPUT_SATURATION: "double"}
 
 
 # which inputs the client sends to which profile
@@ -61,4 +67,5 @@ INPUTS_SENT: dict[str, tuple[str, ...]] = {
     PROFILE_VECTOR: (INPUT_Q,),
     PROFILE_HYBRID: (INPUT_Q,),
     PROFILE_HYBRID_LINEAR: (INPUT_Q, INPUT_ALPHA),
+    PROFILE_HYBRID_SCORE: (INPUT_Q, INPUT_ALPHA, INPUT_SATURATION),
 }

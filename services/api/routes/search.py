@@ -15,7 +15,7 @@ from clipsearch.image_payloads import read_upload
 from clipsearch.index.base import SearchIndex
 from clipsearch.search import MAX_LIMIT, SearchResult
 from services.api.generation_guard import Pinned, check_query_space, pin
-from services.api.planner import PlannedQuery, plan_search
+from services.api.planner import PlannedQuery, fusion_echo, plan_search
 from services.api.schemas import (
     Facets,
     HitOut,
@@ -66,9 +66,7 @@ def _response(req: SearchParams, result: SearchResult, planned: PlannedQuery,
     echo = QueryEcho(
         q=req.q, image_id=req.image_id, dataset=req.dataset, category=req.category,
         split=req.split, uploaded_image=uploaded, vector_text=planned.vector_text,
-        fusion=req.fusion if hybrid else None,
-        rrf_k=req.rrf_k if hybrid and req.fusion.value == "rrf" else None,
-        alpha=req.alpha if hybrid and req.fusion.value == "linear" else None,
+        **fusion_echo(planned.plan.hybrid, planned.fusion_source) if hybrid else {},
     )
     return SearchResponse(
         query=echo, mode=planned.plan.mode, total=result.total,
@@ -106,7 +104,8 @@ async def run_search(req: SearchParams, state: ApiState,
                                     templates=state.settings.prompt_templates, upload=upload,
                                     max_image_bytes=state.settings.max_image_bytes,
                                     settings=state.settings,
-                                    embedder_error=state.embedder_error)
+                                    embedder_error=state.embedder_error,
+                                    tuned=state.tuned_fusion.get())
         t0 = time.perf_counter()
         result, facets = await _execute(planned, pinned.index, req.facets)
         search_ms = (time.perf_counter() - t0) * 1000

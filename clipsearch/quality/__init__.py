@@ -1,0 +1,1 @@
+"""Per-index search-quality state learned from labels: tuned fusion (and its storage)."""
