@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     vespa_namespace: str = Field("clipsearch", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     vespa_timeout_s: float = Field(5.0, gt=0, le=120)
     vespa_feed_concurrency: int = Field(16, ge=1, le=512)
+    vespa_language: str = Field(
+        "en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$",
+        description="Language of the captions and queries (set_language in the schema, "
+        "model.locale on queries): Vespa detects it otherwise, per caption and per query")
 
     # --- model / encoder ---
     model: str = "openai/clip-vit-base-patch32"

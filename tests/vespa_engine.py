@@ -207,7 +207,7 @@ def bm25_scores(docs: dict[str, dict[str, Any]], text: str) -> dict[str, float]:
     if not toks:
         return {}
     avg = sum(len(t) for t in toks.values()) / len(toks) or 1.0
-    terms = list(dict.fromkeys(tokens(text)))
+    terms = tokens(text)  # every occurrence counts: Vespa's bm25 sums repeated query terms
     out: dict[str, float] = {}
     for term in terms:
         df = sum(1 for t in toks.values() if term in t)

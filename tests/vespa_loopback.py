@@ -34,7 +34,8 @@ from clipsearch.index.vespa.sd_parser import SchemaInfo, parse_schema
 from tests import vespa_engine as eng
 
 SEARCH_PARAMS = {"yql", "query", "model.type", "model.defaultIndex", "ranking.profile", "hits",
-                 "offset", "timeout", "ranking.globalPhase.rerankCount", "presentation.summary"}
+                 "offset", "timeout", "ranking.globalPhase.rerankCount", "presentation.summary",
+                 "model.locale", "model.language"}
 MODEL_TYPES = {"all", "any", "weakAnd", "tokenize", "linguistics", "phrase", "web"}
 _DOC_PATH = re.compile(r"^/document/v1/([^/]+)/([^/]+)/docid/([^/]+)$")
 _TIMEOUT = re.compile(r"^\d+(\.\d+)?\s*(ms|s)?$")
@@ -342,6 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._violation(f"bad model.type {body.get('model.type')!r}")
             if body.get("model.defaultIndex") != n.F_CAPTION:
                 return self._violation("model.defaultIndex must name the caption index")
+            self._check_language(schema, body)
         profile = body.get("ranking.profile", "default")
         if profile != "default" and profile not in schema.profiles:
             return self._violation(f"Requested rank profile '{profile}' is undefined")
@@ -372,6 +374,22 @@ class _Handler(BaseHTTPRequestHandler):
                           schema.resolved(profile).rerank_counts.get("global-phase", 100)
                           if profile != "default" else 100)
         return self._answer(sel, body, profile, int(rerank), hits, offset, degraded)
+
+    def _check_language(self, schema: SchemaInfo, body: dict[str, Any]) -> None:
+        """Vespa accepts a query without a language but DETECTS it from the query text (and a
+        caption without set_language from the caption): recorded, answered normally."""
+        caption = schema.fields.get(n.F_CAPTION)
+        indexed = caption.language if caption is not None else None
+        asked = body.get("model.locale") or body.get("model.language")
+        if indexed is None:
+            self.state.violations.append("the caption field has no set_language: Vespa "
+                                         "detects the language of every caption")
+        if asked is None:
+            self.state.violations.append("query text without model.locale/model.language: "
+                                         "Vespa detects the language of the query")
+        elif indexed is not None and str(asked).split("-")[0] != indexed.split("-")[0]:
+            self.state.violations.append(f"query language {asked!r} differs from the "
+                                         f"captions' {indexed!r}: terms stem differently")
 
     def _answer(self, sel: eng.Select, body: dict[str, Any], profile: str, rerank: int,
                 hits: int, offset: int, degraded: bool) -> Reply:

@@ -49,6 +49,7 @@ from clipsearch.index.embedded_schema import (
     fields_from_row,
     fields_from_summary,
 )
+from clipsearch.index.fusion_window import check_fusion_window
 from clipsearch.search import Hit, LegScores, Mode, SearchPlan, SearchResult
 
 SCORE = "_score"
@@ -336,6 +337,7 @@ async def run_hybrid(
     table: AsyncTable, plan: SearchPlan, where: str | None, vector: np.ndarray,
     options: EngineOptions, *, complete: bool,
 ) -> SearchResult:
+    check_fusion_window(plan)  # the same depth limit as the Vespa client (422)
     text = plan.text if _has_text(plan) else None
     vec, lex_or_none, total = await asyncio.gather(
         vector_leg(table, vector, where, plan.window, options.hnsw_ef),

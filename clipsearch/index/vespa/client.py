@@ -27,6 +27,11 @@ from clipsearch.documents import DocumentBatch, DocumentFields, ImageDocument
 from clipsearch.embeddings import check_dimension
 from clipsearch.errors import BackendError, BackendUnavailable, FeedBlocked
 from clipsearch.fusion import Candidate, fuse
+from clipsearch.index.fusion_window import (
+    VESPA_MAX_HITS,
+    VESPA_MAX_OFFSET,
+    check_fusion_window,
+)
 from clipsearch.index.vespa import docs as vdocs
 from clipsearch.index.vespa import query as vquery
 from clipsearch.index.vespa import schema_names as n
@@ -35,7 +40,7 @@ from clipsearch.search import Filters, Fusion, Hit, LegScores, Mode, SearchPlan,
 from clipsearch.settings import Settings
 
 RETRYABLE_STATUS = frozenset({429, 503, 504})
-MAX_HITS = 400  # Vespa's default maxHits
+MAX_HITS = VESPA_MAX_HITS
 ID_CHUNK = 400
 
 
@@ -75,6 +80,7 @@ class VespaIndex:
         retry: RetryPolicy | None = None,
         client_fusion: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        language: str = vquery.DEFAULT_LANGUAGE,
     ) -> None:
         self._url = url.rstrip("/")
         self._namespace = namespace
@@ -83,6 +89,7 @@ class VespaIndex:
         self._concurrency = concurrency
         self._retry = retry or RetryPolicy()
         self._client_fusion = client_fusion
+        self._language = language
         self._client = httpx.AsyncClient(
             base_url=self._url,
             http2=transport is None,
@@ -98,7 +105,8 @@ class VespaIndex:
     def from_settings(cls, settings: Settings) -> VespaIndex:
         return cls(url=settings.vespa_url, namespace=settings.vespa_namespace,
                    dim=settings.embedding_dim, timeout_s=settings.vespa_timeout_s,
-                   concurrency=settings.vespa_feed_concurrency)
+                   concurrency=settings.vespa_feed_concurrency,
+                   language=settings.vespa_language)
 
     @property
     def dim(self) -> int:
@@ -268,17 +276,44 @@ class VespaIndex:
             return SearchResult(hits=[], total=0)  # nothing to match (Vespa would refuse)
         rerank = 2 * plan.window
         fuse_here = self._fuse_here(plan)
-        hits, offset = ((min(rerank, MAX_HITS), 0) if fuse_here else (plan.limit, plan.offset))
-        body = vquery.search_body(plan, timeout_s=self._timeout_s, hits=hits, offset=offset,
-                                  rerank_count=rerank)
-        result = await self._query(body)
+        if fuse_here:
+            check_fusion_window(plan, client_fused=True)  # 422 beyond what Vespa can return
+            results = await self._whole_window(plan, rerank)
+        else:
+            results = [await self._query(vquery.search_body(
+                plan, timeout_s=self._timeout_s, hits=plan.limit, offset=plan.offset,
+                rerank_count=rerank, language=self._language))]
         legs = Legs(lexical=plan.mode != Mode.vector and bool(plan.text and plan.text.strip()),
                     vector=plan.mode != Mode.lexical)
-        out = [to_hit(c, legs) for c in result.root.children]
+        seen: set[str] = set()
+        out = []
+        for c in (c for r in results for c in r.root.children):
+            hit = to_hit(c, legs)
+            if hit.id not in seen:  # pages of one ranking; an id twice only if data moved
+                seen.add(hit.id)
+                out.append(hit)
         if fuse_here:
             out = self._refuse(out, plan, legs)
-        return SearchResult(hits=out, total=result.root.fields.total_count,
-                            total_approximate=True, degraded=result.degraded)
+        return SearchResult(hits=out, total=results[0].root.fields.total_count,
+                            total_approximate=True,
+                            degraded=any(r.degraded for r in results))
+
+    async def _whole_window(self, plan: SearchPlan, rerank: int) -> list[QueryResponse]:
+        """The top ``rerank`` hits in pages of ``maxHits`` (a client-side fusion needs the
+        whole window, not just the page asked for); stops at a short page."""
+        results: list[QueryResponse] = []
+        offset = 0
+        while offset < rerank:
+            hits = min(MAX_HITS, rerank - offset)
+            if offset < VESPA_MAX_OFFSET < offset + hits:  # the next page starts at maxOffset
+                hits = VESPA_MAX_OFFSET - offset
+            results.append(await self._query(vquery.search_body(
+                plan, timeout_s=self._timeout_s, hits=hits, offset=offset,
+                rerank_count=rerank, language=self._language)))
+            if len(results[-1].root.children) < hits:
+                break
+            offset += hits
+        return results
 
     @staticmethod
     def _refuse(window: list[Hit], plan: SearchPlan, legs: Legs) -> list[Hit]:

@@ -14,9 +14,11 @@ DEFAULT_APP_DIR = Path("vespa-app")
 def _package(args: argparse.Namespace) -> int:
     from clipsearch.index.vespa import package
 
-    dim = args.dim or Settings().embedding_dim
+    settings = Settings()
+    dim = args.dim or settings.embedding_dim
+    language = args.language or settings.vespa_language
     if args.check:
-        diffs = package.differences(args.dir, dim)
+        diffs = package.differences(args.dir, dim, language)
         for d in diffs:
             print(f"{args.dir}/{d}", file=sys.stderr)
         if diffs:
@@ -24,7 +26,7 @@ def _package(args: argparse.Namespace) -> int:
             return 1
         print(f"{args.dir} is up to date")
         return 0
-    for path in package.write(args.dir, dim):
+    for path in package.write(args.dir, dim, language):
         print(f"wrote {path}")
     return 0
 
@@ -60,6 +62,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = vsub.add_parser("package", help="write vespa-app/ from the Python definition")
     p.add_argument("--dir", type=Path, default=DEFAULT_APP_DIR)
     p.add_argument("--dim", type=int, default=None, help="default: CLIPSEARCH_EMBEDDING_DIM")
+    p.add_argument("--language", default=None,
+                   help="the captions' language for set_language (default: "
+                        "CLIPSEARCH_VESPA_LANGUAGE, en)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if the files differ from the generator's output")
     p.set_defaults(func=_package)

@@ -11,6 +11,7 @@ Rules:
 * ``normalize_linear`` / ``reciprocal_rank`` / ``reciprocal_rank_fusion`` appear only in
   ``global-phase``; functions named in expressions and match-features exist;
 * every profile the API names exists and exposes each leg's score in ``match-features``;
+* the caption field sets its language (``set_language``) instead of having it detected;
 * services.xml has a container with ``search`` and ``document-api`` and a content cluster
   that holds every schema.
 """
@@ -133,6 +134,11 @@ def _check_client_contract(schema: SchemaInfo, dim: int | None) -> list[str]:
         info = schema.fields.get(f)
         if info is None or "attribute" not in info.indexing:
             problems.append(f"field {f} must be an attribute (used in filters)")
+    caption = schema.fields.get(n.F_CAPTION)
+    if caption is not None and caption.language is None:
+        problems.append(f"field {n.F_CAPTION}: no '\"<lang>\" | set_language' in its indexing: "
+                        "Vespa then detects the language of every caption (short texts get "
+                        "misdetected and stemmed unlike the queries)")
     return problems
 
 

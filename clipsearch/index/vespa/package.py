@@ -74,6 +74,7 @@ from clipsearch.index.vespa import schema_names as n
 from clipsearch.search import DEFAULT_ALPHA, DEFAULT_SATURATION
 
 DEFAULT_RERANK_COUNT = 200
+DEFAULT_LANGUAGE = n.DEFAULT_LANGUAGE  # CLIPSEARCH_VESPA_LANGUAGE
 FIRST_PHASE_HYBRID = (
     f"closeness(field, {n.F_EMBEDDING}) + bm25({n.F_CAPTION}) / (bm25({n.F_CAPTION}) + 10)"
 )
@@ -83,11 +84,15 @@ FIRST_PHASE_SCORE = (
 )
 
 
-def _fields(dim: int) -> list[Field]:
+def _fields(dim: int, language: str = DEFAULT_LANGUAGE) -> list[Field]:
     return [
         Field(n.F_ID, "string", indexing=["attribute", "summary"],
               attribute=["fast-search"], match=["cased"]),
-        Field(n.F_CAPTION, "string", indexing=["index", "summary"], index="enable-bm25"),
+        # the language is set, not detected per caption (short captions get misdetected and
+        # stemmed unlike the queries, which the client sends with the same model.locale)
+        Field(n.F_CAPTION, "string",
+              indexing=(f'"{language}" | set_language', "index | summary"),
+              index="enable-bm25"),
         Field(n.F_CAPTIONS, "array<string>", indexing=["summary"]),
         *[
             Field(name, "string", indexing=["attribute", "summary"],
@@ -141,12 +146,12 @@ def rank_profiles(dim: int) -> list[RankProfile]:
     ]
 
 
-def application_package(dim: int = 512) -> ApplicationPackage:
+def application_package(dim: int = 512, language: str = DEFAULT_LANGUAGE) -> ApplicationPackage:
     """The whole application: one schema ``image``; services.xml from pyvespa's defaults
     (a container with search + document-api, one content cluster)."""
     schema = Schema(
         n.SCHEMA,
-        document=Document(fields=_fields(dim)),
+        document=Document(fields=_fields(dim, language)),
         fieldsets=[FieldSet("default", [n.F_CAPTION])],
         rank_profiles=rank_profiles(dim),
     )
@@ -154,19 +159,19 @@ def application_package(dim: int = 512) -> ApplicationPackage:
                               create_query_profile_by_default=False)
 
 
-def render(dim: int = 512) -> dict[str, str]:
+def render(dim: int = 512, language: str = DEFAULT_LANGUAGE) -> dict[str, str]:
     """Relative path -> file text, exactly what is checked in under ``vespa-app/``."""
-    app = application_package(dim)
+    app = application_package(dim, language)
     files = {"services.xml": app.services_to_text}
     for schema in app.schemas:
         files[f"schemas/{schema.name}.sd"] = schema.schema_to_text
     return {path: text if text.endswith("\n") else text + "\n" for path, text in files.items()}
 
 
-def write(target: Path, dim: int = 512) -> list[Path]:
+def write(target: Path, dim: int = 512, language: str = DEFAULT_LANGUAGE) -> list[Path]:
     """Write the package to ``target``; returns the files written."""
     written = []
-    for rel, text in render(dim).items():
+    for rel, text in render(dim, language).items():
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
@@ -174,10 +179,10 @@ def write(target: Path, dim: int = 512) -> list[Path]:
     return written
 
 
-def differences(target: Path, dim: int = 512) -> list[str]:
+def differences(target: Path, dim: int = 512, language: str = DEFAULT_LANGUAGE) -> list[str]:
     """Files under ``target`` that are missing or differ from the generator's output."""
     out = []
-    for rel, text in render(dim).items():
+    for rel, text in render(dim, language).items():
         path = target / rel
         if not path.is_file():
             out.append(f"{rel}: missing")

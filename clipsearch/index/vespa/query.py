@@ -21,6 +21,7 @@ SUMMARY_FIELDS = (n.F_ID, n.F_CAPTIONS, n.F_DATASET, n.F_CATEGORY, n.F_SPLIT, n.
 # weakAnd over the terms, with no query syntax: "+", "-", quotes, "field:" are plain text
 QUERY_MODEL_TYPE = "tokenize"
 MAX_IN_VALUES = 1000
+DEFAULT_LANGUAGE = n.DEFAULT_LANGUAGE  # CLIPSEARCH_VESPA_LANGUAGE
 _WORD = re.compile(r"\w", re.UNICODE)
 
 
@@ -65,7 +66,7 @@ def select(where: Sequence[str], exclude_ids: Sequence[str] = ()) -> str:
 
 
 def search_body(plan: SearchPlan, *, timeout_s: float, hits: int, offset: int,
-                rerank_count: int) -> dict[str, Any]:
+                rerank_count: int, language: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
     """The JSON body for one search. ``hits``/``offset`` may differ from the plan's when the
     client fuses the window itself. The caller makes sure the lexical leg has terms when the
     mode is ``lexical``."""
@@ -84,6 +85,8 @@ def search_body(plan: SearchPlan, *, timeout_s: float, hits: int, offset: int,
         body["query"] = plan.text
         body["model.type"] = QUERY_MODEL_TYPE
         body["model.defaultIndex"] = n.F_CAPTION
+        # the captions' language (set_language in the schema): never detected per query
+        body["model.locale"] = language
     if vector:
         body[f"input.{n.INPUT_Q}"] = list(plan.vector or [])
     if plan.mode == Mode.hybrid:

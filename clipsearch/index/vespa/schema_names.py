@@ -45,6 +45,10 @@ INPUT_SATURATION = "query(saturation)"
 # the RRF constant compiled into the ``hybrid`` profile (Vespa takes only a constant there)
 RRF_K = 60
 
+# the captions' language when CLIPSEARCH_VESPA_LANGUAGE is not set: set_language in the
+# schema and model.locale on every query with text (so Vespa never detects it)
+DEFAULT_LANGUAGE = "en"
+
 
 def profile_for(mode: Mode, fusion: Fusion) -> str:
     """The rank profile a plan runs with."""

@@ -98,6 +98,8 @@ class FieldInfo(BaseModel):
     index_options: list[str] = Field(default_factory=list)
     attribute_options: list[str] = Field(default_factory=list)
     hnsw: bool = False
+    # the constant of a '"xx" | set_language' statement in the field's indexing
+    language: str | None = None
 
     @property
     def distance_metric(self) -> str | None:
@@ -162,6 +164,18 @@ def _key_value(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def _read_indexing(info: FieldInfo, statements: list[str]) -> None:
+    """Indexing statements: ``"en" | set_language`` sets ``language``, the others' steps
+    go to ``indexing``."""
+    for statement in statements:
+        steps = [p.strip() for p in statement.split("|") if p.strip()]
+        if steps and steps[-1] == "set_language":
+            literal = re.fullmatch(r'"([^"]*)"', steps[0]) if len(steps) == 2 else None
+            info.language = literal.group(1) if literal else "(from a document field)"
+        else:
+            info.indexing.extend(steps)
+
+
 def _read_field(node: Node) -> FieldInfo:
     words = node.words  # field NAME type TYPE
     if len(words) < 4 or words[2] != "type":
@@ -170,7 +184,9 @@ def _read_field(node: Node) -> FieldInfo:
     for child in node.children:
         key, value = _key_value(child.text)
         if not child.is_block and key == "indexing":
-            info.indexing = [p.strip() for p in value.split("|") if p.strip()]
+            _read_indexing(info, [value])
+        elif child.is_block and child.text == "indexing":  # indexing { a | b; c; }
+            _read_indexing(info, [s for c in child.children for s in c.text.split(";")])
         elif not child.is_block and key == "index":
             info.index_options.append(value)
         elif not child.is_block and key == "attribute":
