@@ -84,6 +84,10 @@ class LoopbackState:
     violations: list[str] = field(default_factory=list)
     schema: SchemaInfo | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # the next deploy answers with these configChangeActions (then none, as for a redeploy
+    # of the same package); GET .../reindexing answers these in turn (the last repeats)
+    change_actions: dict[str, Any] | None = None
+    reindexing: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _Server(ThreadingHTTPServer):
@@ -210,6 +214,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, method: str, path: str, body: Any, degraded: bool) -> Reply:
         if path == "/application/v2/tenant/default/prepareandactivate" and method == "POST":
             return self._deploy(body)
+        if path.endswith("/instance/default/reindexing") and method == "GET":
+            with self.state.lock:
+                replies = self.state.reindexing
+                reply = replies.pop(0) if len(replies) > 1 else (replies[0] if replies else {})
+            return Reply(200, reply)
         if path == "/ApplicationStatus" and method == "GET":
             return Reply(200, {"application": {}}) if self.state.deployed else Reply(
                 503, {"message": "no application deployed"})
@@ -242,7 +251,9 @@ class _Handler(BaseHTTPRequestHandler):
                                + "; ".join(str(p) for p in problems)})
         self.state.schema = parse_schema(files[f"schemas/{n.SCHEMA}.sd"])
         self.state.deployed = True
-        return Reply(200, {"session-id": "2", "tenant": "default",
+        actions = self.state.change_actions or {"restart": [], "refeed": [], "reindex": []}
+        self.state.change_actions = None
+        return Reply(200, {"session-id": "2", "tenant": "default", "configChangeActions": actions,
                            "message": "Session 2 for tenant 'default' prepared and activated.",
                            "url": "http://localhost:19071/application/v2/tenant/default/"
                                   "application/default"})

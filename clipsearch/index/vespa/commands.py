@@ -44,12 +44,18 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
+    from clipsearch.index.vespa.change_actions import DeployNeedsAction
     from clipsearch.index.vespa.deploy import deploy
 
     settings = Settings()
     config_url = args.config_url or settings.vespa_config_url
     url = args.url or settings.vespa_url
-    message = deploy(args.dir, config_url, url, wait_s=args.wait)
+    try:
+        message = deploy(args.dir, config_url, url, wait_s=args.wait,
+                         reindex_wait_s=args.reindex_wait)
+    except DeployNeedsAction as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
     print(message)
     print(f"Vespa is serving at {url}" if args.wait > 0 else "activated (not waiting)")
     return 0
@@ -80,4 +86,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--url", default=None, help="default: CLIPSEARCH_VESPA_URL")
     p.add_argument("--wait", type=float, default=300.0,
                    help="seconds to wait for /ApplicationStatus (0: do not wait)")
+    p.add_argument("--reindex-wait", type=float, default=0.0,
+                   help="when the deploy needs a reindexing: seconds to wait for it (the "
+                        "package is deployed again to start it); 0: report it and exit 0. "
+                        "A restart or re-feed always exits 2 with what to do")
     p.set_defaults(func=_deploy)

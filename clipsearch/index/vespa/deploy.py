@@ -1,6 +1,8 @@
 """Deploy ``vespa-app/`` without the Vespa CLI: zip it, POST it to the config server's
-``prepareandactivate``, then wait (with a deadline) until the container answers
-``/ApplicationStatus`` (port 8080 is dead until an application is deployed)."""
+``prepareandactivate``, act on the ``configChangeActions`` of the answer
+(``change_actions``: fail on restart/refeed, wait for reindexing), then wait (with a
+deadline) until the container answers ``/ApplicationStatus`` (port 8080 is dead until an
+application is deployed)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,13 @@ from pathlib import Path
 import httpx
 
 from clipsearch.errors import BackendError, BackendUnavailable, InvalidRequest
+from clipsearch.index.vespa.change_actions import (
+    REINDEXING_PATH,
+    DeployNeedsAction,
+    DeployResponse,
+    must_fail,
+    reindex_state,
+)
 from clipsearch.index.vespa.lint import lint_package
 
 DEPLOY_PATH = "/application/v2/tenant/default/prepareandactivate"
@@ -43,6 +52,13 @@ def _reason(resp: httpx.Response) -> str:
 def activate(config_url: str, package: bytes, *, timeout_s: float = 120.0,
              client: httpx.Client | None = None) -> str:
     """POST the zipped package; returns the config server's message."""
+    return prepare_and_activate(config_url, package, timeout_s=timeout_s,
+                                client=client).message
+
+
+def prepare_and_activate(config_url: str, package: bytes, *, timeout_s: float = 120.0,
+                         client: httpx.Client | None = None) -> DeployResponse:
+    """POST the zipped package; returns the config server's message and change actions."""
     own = client is None
     http = client or httpx.Client(timeout=timeout_s)
     try:
@@ -57,7 +73,53 @@ def activate(config_url: str, package: bytes, *, timeout_s: float = 120.0,
     if resp.status_code != 200:
         raise BackendError(f"the config server refused the package (HTTP {resp.status_code}): "
                            f"{_reason(resp)}", reason="deploy_failed")
-    return _reason(resp)
+    try:
+        return DeployResponse.model_validate(resp.json())
+    except ValueError:
+        return DeployResponse(message=_reason(resp))
+
+
+def wait_for_reindexing(config_url: str, package: bytes, targets: set[tuple[str, str]], *,
+                        deadline_s: float, interval_s: float = 10.0,
+                        report: Callable[[str], None] = print,
+                        clock: Callable[[], float] = time.monotonic,
+                        sleep: Callable[[float], None] = time.sleep) -> None:
+    """Self-managed reindexing (docs: operations/reindexing): poll ``/reindexing`` until the
+    config server marks every (cluster, document type) ready, deploy the same package again
+    to start it, then poll until each is ``successful`` (``failed`` raises)."""
+    end = clock() + deadline_s
+    url = f"{config_url.rstrip('/')}{REINDEXING_PATH}"
+    redeployed = False
+    last: dict[tuple[str, str], tuple[str, str]] = {}
+    with httpx.Client(timeout=30.0) as http:
+        while True:
+            try:
+                resp = http.get(url)
+                status = resp.json() if resp.status_code == 200 else {}
+            except (httpx.TransportError, ValueError):
+                status = {}
+            states = {t: reindex_state(status, *t) for t in sorted(targets)}
+            if states != last:
+                for (cluster, doc_type), (phase, detail) in states.items():
+                    report(f"reindexing {cluster}/{doc_type}: {phase} {detail}".rstrip())
+                last = states
+            failed = [f"{c}/{t}: {d}" for (c, t), (ph, d) in states.items() if ph == "failed"]
+            if failed:
+                raise BackendError("Vespa's reindexing failed: " + "; ".join(failed),
+                                   reason="reindex_failed")
+            phases = {ph for ph, _ in states.values()}
+            if phases == {"successful"}:
+                return
+            if not redeployed and "pending" not in phases and "ready" in phases:
+                report("reindexing is ready: deploying again to start it")
+                prepare_and_activate(config_url, package, client=http)
+                redeployed = True
+            if clock() >= end:
+                raise BackendUnavailable(
+                    f"reindexing did not finish within {deadline_s:.0f} s: "
+                    + "; ".join(f"{c}/{t} {ph}" for (c, t), (ph, _) in states.items())
+                    + f" (follow it at {url})")
+            sleep(interval_s)
 
 
 def wait_until_up(url: str, *, deadline_s: float = 300.0, interval_s: float = 2.0,
@@ -83,14 +145,34 @@ def wait_until_up(url: str, *, deadline_s: float = 300.0, interval_s: float = 2.
 
 
 def deploy(root: Path, config_url: str, url: str, *, wait_s: float = 300.0,
-           lint: bool = True, interval_s: float = 2.0) -> str:
-    """Lint, zip, activate, wait. Returns the config server's message."""
+           lint: bool = True, interval_s: float = 2.0, reindex_wait_s: float = 0.0,
+           reindex_interval_s: float = 10.0,
+           report: Callable[[str], None] = print) -> str:
+    """Lint, zip, activate, act on the change actions, wait. Returns the config server's
+    message. Raises ``DeployNeedsAction`` when Vespa needs a restart or a re-feed (the
+    package is active then); waits up to ``reindex_wait_s`` for a reindexing (0: report it
+    and return, the old index terms serve meanwhile)."""
     if lint:
         problems = lint_package(root)
         if problems:
             raise InvalidRequest("the package fails the lint:\n"
                                  + "\n".join(f"  {p}" for p in problems), reason="lint")
-    message = activate(config_url, zip_package(root))
+    package = zip_package(root)
+    response = prepare_and_activate(config_url, package)
+    for line in response.actions.describe():
+        report(f"config change action: {line}")
+    failure = must_fail(response.actions)
+    if failure:
+        raise DeployNeedsAction(failure)
     if wait_s > 0:
         wait_until_up(url, deadline_s=wait_s, interval_s=interval_s)
-    return message
+    if response.actions.reindex:
+        if reindex_wait_s > 0:
+            wait_for_reindexing(config_url, package, response.actions.reindex_targets(),
+                                deadline_s=reindex_wait_s, interval_s=reindex_interval_s,
+                                report=report)
+        else:
+            report("reindexing needed: it starts when the config server marks it ready and "
+                   "the package is deployed again (rerun with --reindex-wait SECONDS to do "
+                   f"that and wait; status: {config_url.rstrip('/')}{REINDEXING_PATH})")
+    return response.message
