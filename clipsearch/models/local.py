@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TypeVar
 
+import numpy as np
 import torch
 
 from clipsearch.embeddings import Embeddings
+from clipsearch.errors import InvalidImage
 from clipsearch.models.batching import BatchObserver, MicroBatcher
+from clipsearch.models.decode_lanes import DecodeLanes
+from clipsearch.models.images import request_pixels
 from clipsearch.models.model import ClipEncoder
 from clipsearch.settings import Settings
 
@@ -31,10 +34,13 @@ class LocalEmbedder:
         self._max_bytes = settings.max_image_bytes
         self._max_pixels = settings.max_image_pixels
         torch.set_num_threads(settings.torch_threads)
-        # Decoding beside the model thread; bounded, so concurrent uploads of large images
-        # cannot hold more than a few decoded bitmaps in memory at once.
-        self._decoders = ThreadPoolExecutor(max_workers=DECODE_THREADS,
-                                            thread_name_prefix="clip-decode")
+        self._max_request_pixels = settings.max_request_pixels
+        # Decoding beside the model thread: small images on their own lane, large ones
+        # within a pixel budget, so concurrent uploads of large images cannot hold more than
+        # that many decoded pixels at once nor delay small uploads (issue 16).
+        self._lanes = DecodeLanes(small_pixels=settings.small_image_pixels,
+                                  pixel_budget=settings.decode_pixel_budget,
+                                  small_threads=DECODE_THREADS, large_threads=DECODE_THREADS)
         self._batcher = MicroBatcher(encoder, max_items=settings.encoder_batch_max_items,
                                      max_wait_ms=settings.encoder_batch_wait_ms,
                                      on_batch=on_batch)
@@ -66,14 +72,26 @@ class LocalEmbedder:
 
     async def embed_images(self, images: Sequence[bytes]) -> Embeddings:
         items = list(images)
-        prepare = partial(self._encoder.preprocess_images, items, max_bytes=self._max_bytes,
-                          max_pixels=self._max_pixels)
-        pixels = await asyncio.get_running_loop().run_in_executor(self._decoders, prepare)
+        sizes = request_pixels(items, max_bytes=self._max_bytes, max_pixels=self._max_pixels,
+                               budget=self._max_request_pixels)  # headers only: 413 early
+        parts = await asyncio.gather(*(
+            self._lanes.run(size, partial(self._prepare_one, i, data))
+            for i, (size, data) in enumerate(zip(sizes, items, strict=True))))
+        pixels = (np.concatenate(parts) if parts else
+                  np.zeros((0, 3, *self._encoder.preprocess_spec.output_size), np.float32))
         return await asyncio.wrap_future(self._batcher.submit_pixels(pixels))
+
+    def _prepare_one(self, position: int, data: bytes) -> np.ndarray:
+        try:
+            return self._encoder.preprocess_images([data], max_bytes=self._max_bytes,
+                                                   max_pixels=self._max_pixels)
+        except InvalidImage as exc:  # name its place in the request, not "image 0"
+            message = exc.message.removeprefix("image 0: ")
+            raise type(exc)(f"image {position}: {message}", reason=exc.reason) from exc
 
     async def ping(self) -> None:
         return None
 
     async def close(self) -> None:
         await asyncio.to_thread(self._batcher.close)
-        self._decoders.shutdown(wait=False, cancel_futures=True)
+        self._lanes.shutdown()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from clipsearch.errors import InvalidImage
 from clipsearch.models.identity import ModelIdentity, model_folder, model_identity
 from clipsearch.models.images import decode_image
 from clipsearch.models.loading import load_clip_parts
-from clipsearch.models.preprocess import PreprocessSpec, preprocess_batch
+from clipsearch.models.preprocess import PreprocessSpec, preprocess, resize_size
 from clipsearch.models.runtimes.base import Runtime
 from clipsearch.models.runtimes.onnx_runtime import default_cache_dir
 from clipsearch.models.runtimes.select import RuntimeOptions, build_runtime, select_runtime
@@ -215,14 +216,21 @@ class ClipEncoder:
 
     def preprocess_images(self, images: Sequence[bytes], *, max_bytes: int,
                           max_pixels: int) -> np.ndarray:
-        """Decode and preprocess; a bad image raises its error, naming its position."""
-        decoded = []
+        """Decode and preprocess; a bad image raises its error, naming its position. One
+        image at a time, each decoded no larger than twice the model's input (issue 16), so
+        a request of many large images never holds more than one full-size bitmap."""
+        h, w = self._spec.output_size
+        out = np.empty((len(images), 3, h, w), dtype=np.float32)
+        target_for = partial(resize_size, spec=self._spec)
         for i, data in enumerate(images):
             try:
-                decoded.append(decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels))
+                img = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels,
+                                   target_for=target_for)
             except InvalidImage as exc:
                 raise type(exc)(f"image {i}: {exc.message}", reason=exc.reason) from exc
-        return preprocess_batch(decoded, self._spec)
+            out[i] = preprocess(img, self._spec)
+            del img
+        return out
 
     def embed_images(self, images: Sequence[bytes], *, max_bytes: int,
                      max_pixels: int) -> Embeddings:
