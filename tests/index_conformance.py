@@ -243,6 +243,27 @@ class IndexConformance:
         assert await corpus_index.existing_ids(wanted) == {d.id for d in CORPUS[:5]}
         assert await corpus_index.existing_ids([]) == set()
 
+    async def test_ids_differing_only_by_case_are_different(self, loaded: SearchIndex) -> None:
+        """Ids are case-sensitive everywhere: look-up, delete, exclusion (Vespa: the id
+        attribute is ``match: cased``, so ``id in (...)`` is not lower-cased)."""
+        base = BY_ID["rsicd:harbor_1"]
+        upper = base.model_copy(update={"id": "RSICD:Harbor_1", "captions": ["a red tugboat"]})
+        await loaded.upsert([upper])
+        await loaded.flush()
+        assert await loaded.existing_ids(["rsicd:harbor_1", "RSICD:Harbor_1", "Rsicd:harbor_1"]
+                                         ) == {"rsicd:harbor_1", "RSICD:Harbor_1"}
+        got = await loaded.get("RSICD:Harbor_1")
+        assert got is not None and got.captions == ["a red tugboat"]
+        assert await loaded.get("rsicd:HARBOR_1") is None
+        excluded = await loaded.search(plan(Mode.vector, vector=base.embedding, limit=3,
+                                            exclude_ids=["rsicd:harbor_1"]))
+        assert "RSICD:Harbor_1" in ids(excluded) and "rsicd:harbor_1" not in ids(excluded)
+        assert await loaded.delete(["rsicd:HARBOR_1"]) == 0
+        assert await loaded.delete(["RSICD:Harbor_1"]) == 1
+        await loaded.flush()
+        assert await loaded.existing_ids(["rsicd:harbor_1", "RSICD:Harbor_1"]
+                                         ) == {"rsicd:harbor_1"}
+
     async def test_count_with_filters(self, corpus_index: SearchIndex) -> None:
         cases = [
             Filters(),

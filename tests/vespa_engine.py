@@ -51,6 +51,9 @@ class Node:
     values: list[str] = field(default_factory=list)
     target_hits: int = 0
     query_tensor: str = ""
+    # ``in`` on a field without ``match: cased``: Vespa lower-cases the values and the
+    # attribute matches case-insensitively (set by the loopback from the schema)
+    folded: bool = False
 
 
 _TOKEN = re.compile(r'\s*(?:("(?:[^"\\]|\\.)*")|(\d+)|([A-Za-z_][\w.]*)|([(){}:,!]))')
@@ -233,6 +236,8 @@ def closeness(docs: dict[str, dict[str, Any]], q: list[float]) -> dict[str, floa
 
 def _matches_filter(node: Node, doc: dict[str, Any]) -> bool:
     if node.kind == "in":
+        if node.folded:
+            return str(doc.get(node.field_name)).lower() in {v.lower() for v in node.values}
         return doc.get(node.field_name) in node.values
     if node.kind == "not":
         return not _matches_filter(node.children[0], doc)

@@ -347,6 +347,8 @@ class _Handler(BaseHTTPRequestHandler):
         for node in nodes:
             if node.kind == "in" and node.field_name not in schema.fields:
                 return self._violation(f"unknown field {node.field_name!r} in YQL")
+            if node.kind == "in":
+                node.folded = not schema.fields[node.field_name].cased
         if has_uq != ("query" in body):
             return self._violation("userQuery() and the 'query' parameter go together")
         if has_uq:

@@ -134,6 +134,10 @@ def _check_client_contract(schema: SchemaInfo, dim: int | None) -> list[str]:
         info = schema.fields.get(f)
         if info is None or "attribute" not in info.indexing:
             problems.append(f"field {f} must be an attribute (used in filters)")
+        elif not info.cased:
+            problems.append(f"field {f} needs 'match: cased': uncased, Vespa lower-cases the "
+                            "values of 'in (...)' and matches ids or labels that differ only "
+                            "by case")
     caption = schema.fields.get(n.F_CAPTION)
     if caption is not None and caption.language is None:
         problems.append(f"field {n.F_CAPTION}: no '\"<lang>\" | set_language' in its indexing: "

@@ -100,6 +100,11 @@ class FieldInfo(BaseModel):
     hnsw: bool = False
     # the constant of a '"xx" | set_language' statement in the field's indexing
     language: str | None = None
+    match_options: list[str] = Field(default_factory=list)  # e.g. ["cased"]
+
+    @property
+    def cased(self) -> bool:
+        return "cased" in self.match_options
 
     @property
     def distance_metric(self) -> str | None:
@@ -199,6 +204,10 @@ def _read_field(node: Node) -> FieldInfo:
                     info.index_options.append(opt.text)
         elif child.is_block and child.text == "attribute":
             info.attribute_options.extend(opt.text for opt in child.children)
+        elif not child.is_block and key == "match":
+            info.match_options.append(value)
+        elif child.is_block and child.text == "match":
+            info.match_options.extend(opt.text for opt in child.children)
     return info
 
 
