@@ -257,3 +257,20 @@ def test_a_shared_link_runs_its_search(browser: Chrome, server: ThreadServer,
     assert found["text"]
     assert [c["id"] for c in cards(browser)] == api_ids(server, q=word, mode="lexical",
                                                          limit=24)
+
+
+def test_matched_caption_words_are_bold(browser: Chrome, server: ThreadServer,
+                                        word: str) -> None:
+    """The page bolds the API's highlight spans (text nodes, no markup from the data)."""
+    from clipsearch.highlights import Analyzer
+
+    browser.get(f"{server.url}/?q={word}&mode=lexical")
+    wait_status(browser, "results", "lexical")
+    bold = browser.execute_script(
+        "return [...document.querySelectorAll('#results li b.hl')].map((b) => b.textContent)")
+    analyzer = Analyzer()
+    assert bold and {analyzer.term(b) for b in bold} == {analyzer.term(word)}
+    api = httpx.get(f"{server.url}/search", params={"q": word, "mode": "lexical",
+                                                    "limit": PAGE_LIMIT}, timeout=30).json()
+    # the caption text itself is unchanged by the bolding
+    assert [c["captions"] for c in cards(browser)] == [h["captions"][:3] for h in api["hits"]]

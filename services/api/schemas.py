@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clipsearch.documents import DocId, Label
+from clipsearch.highlights import CaptionHighlight
 from clipsearch.search import (
     DEFAULT_ALPHA,
     DEFAULT_FUSION,
@@ -191,6 +192,9 @@ class HitOut(BaseModel):
     category: str | None = None
     split: str | None = None
     image_url: str
+    highlights: list[CaptionHighlight] = Field(
+        default_factory=list, description="Caption words matching the query text, analysed "
+        "like the index (lower-cased, English-stemmed): [start, end) character offsets")
 
 
 class Timings(BaseModel):

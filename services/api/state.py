@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from clipsearch.embedder import Embedder
+from clipsearch.highlights import Analyzer
 from clipsearch.index.base import SearchIndex
 from clipsearch.quality.tuned import TunedFusionCache, fusion_path
 from clipsearch.settings import Settings
@@ -22,6 +23,7 @@ class ApiState:
     embedder_error: str | None = None
     # the index's tuned fusion per dataset (clipsearch eval --apply), re-read when it changes
     tuned_fusion: TunedFusionCache = field(init=False)
+    analyzer: Analyzer = field(default_factory=Analyzer)  # caption highlights
 
     def __post_init__(self) -> None:
         self.tuned_fusion = TunedFusionCache(fusion_path(self.settings))

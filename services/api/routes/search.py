@@ -10,6 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 
 from clipsearch.errors import ClipsearchError
+from clipsearch.highlights import Analyzer, highlight
 from clipsearch.http_errors import error_responses
 from clipsearch.image_payloads import read_upload
 from clipsearch.index.base import SearchIndex
@@ -48,7 +49,7 @@ def _facets(result: SearchResult) -> Facets:
 
 def _response(req: SearchParams, result: SearchResult, planned: PlannedQuery,
               timings: Timings, *, uploaded: bool, facets: Facets | None,
-              pinned: Pinned) -> SearchResponse:
+              pinned: Pinned, analyzer: Analyzer | None = None) -> SearchResponse:
     hits = [
         HitOut(
             id=h.id,
@@ -59,6 +60,7 @@ def _response(req: SearchParams, result: SearchResult, planned: PlannedQuery,
             category=h.document.category,
             split=h.document.split,
             image_url=image_url(h.id),
+            highlights=highlight(analyzer, req.text, h.document.captions) if analyzer else [],
         )
         for h in result.hits
     ]
@@ -121,7 +123,7 @@ async def run_search(req: SearchParams, state: ApiState,
     timings = Timings(encode=round(planned.encode_ms, 3), search=round(search_ms, 3),
                       total=round(total_ms, 3))
     return _response(req, result, planned, timings, uploaded=upload is not None, facets=facets,
-                     pinned=pinned)
+                     pinned=pinned, analyzer=state.analyzer)
 
 
 @router.get("/search", response_model=SearchResponse, summary="Search (query string)")
