@@ -111,6 +111,8 @@ class Hit(BaseModel):
     score: float
     scores: LegScores
     document: DocumentFields
+    collapsed: int | None = Field(
+        None, description="Near-duplicates folded into this hit (only with collapse)")
 
 
 class SearchResult(BaseModel):

@@ -58,6 +58,10 @@ class SearchParams(BaseModel):
     saturation: float = Field(DEFAULT_SATURATION, gt=0.0, le=1000.0,
                               description="score fusion: BM25 s counts as s / (s + saturation)")
     prompt: bool = Field(True, description="Apply the dataset's prompt template (vector leg)")
+    collapse: float | None = Field(
+        None, gt=0.0, le=1.0, description="Fold near-duplicates: within the top 100 hits, a "
+        "hit whose embedding has at least this cosine to a better hit is folded into it "
+        "(e.g. 0.97); each hit then says how many it absorbed in `collapsed`")
     facets: bool = Field(False, description="Counts per dataset/category among the top hits")
     steer: str | None = Field(
         None, max_length=200, pattern=r"^[^:\s]+:[^:\s]+$",
@@ -192,6 +196,8 @@ class HitOut(BaseModel):
     category: str | None = None
     split: str | None = None
     image_url: str
+    collapsed: int | None = Field(None, description="Near-duplicates folded into this hit "
+                                  "(only with collapse)")
     highlights: list[CaptionHighlight] = Field(
         default_factory=list, description="Caption words matching the query text, analysed "
         "like the index (lower-cased, English-stemmed): [start, end) character offsets")

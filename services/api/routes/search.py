@@ -15,6 +15,7 @@ from clipsearch.http_errors import error_responses
 from clipsearch.image_payloads import read_upload
 from clipsearch.index.base import SearchIndex
 from clipsearch.search import MAX_LIMIT, SearchResult
+from services.api.collapse import collapsed_window
 from services.api.generation_guard import Pinned, check_query_space, pin
 from services.api.planner import PlannedQuery, fusion_echo, plan_search
 from services.api.schemas import (
@@ -60,6 +61,7 @@ def _response(req: SearchParams, result: SearchResult, planned: PlannedQuery,
             category=h.document.category,
             split=h.document.split,
             image_url=image_url(h.id),
+            collapsed=h.collapsed,
             highlights=highlight(analyzer, req.text, h.document.captions) if analyzer else [],
         )
         for h in result.hits
@@ -80,9 +82,13 @@ def _response(req: SearchParams, result: SearchResult, planned: PlannedQuery,
     )
 
 
-async def _execute(planned: PlannedQuery, index: SearchIndex,
-                   want_facets: bool) -> tuple[SearchResult, Facets | None]:
+async def _execute(planned: PlannedQuery, index: SearchIndex, want_facets: bool,
+                   collapse: float | None = None) -> tuple[SearchResult, Facets | None]:
     plan = planned.plan
+    if collapse is not None:  # pages of the collapsed window (services/api/collapse.py)
+        top = await collapsed_window(index, plan, collapse)
+        page = top.model_copy(update={"hits": top.hits[plan.offset:plan.offset + plan.limit]})
+        return page, _facets(top) if want_facets else None
     if not want_facets:
         return await index.search(plan), None
     # Facets count the top MAX_LIMIT hits; one search serves both when the page lies inside.
@@ -109,7 +115,7 @@ async def run_search(req: SearchParams, state: ApiState,
                                     embedder_error=state.embedder_error,
                                     tuned=state.tuned_fusion.get())
         t0 = time.perf_counter()
-        result, facets = await _execute(planned, pinned.index, req.facets)
+        result, facets = await _execute(planned, pinned.index, req.facets, req.collapse)
         search_ms = (time.perf_counter() - t0) * 1000
     except ClipsearchError as exc:
         state.metrics.searches.labels(mode=mode, status=exc.reason).inc()
