@@ -133,8 +133,10 @@ class EmbeddedIndex:
             raise unavailable(exc, f"opening {self._path}") from exc
         if stored_dim != self._dim:
             table.close()
-            raise BackendError(
-                f"the index at {self._path} stores {stored_dim}-d embeddings but "
+            log.error("the index at %s stores %d-d embeddings, %d-d are configured",
+                      self._path, stored_dim, self._dim)
+            raise BackendError(  # no local path for clients (issue 16); the log has it
+                f"the index stores {stored_dim}-d embeddings but "
                 f"{self._dim}-d are configured (CLIPSEARCH_EMBEDDING_DIM); re-index or use the "
                 "matching model",
                 reason="dimension_mismatch",
