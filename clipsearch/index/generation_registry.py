@@ -40,6 +40,7 @@ class GenerationRegistry:
     def __init__(self, index_dir: Path, *, table: str, dim: int) -> None:
         self._dir = Path(index_dir)
         self._path = self._dir / REGISTRY_FILE
+        self._path_str = str(self._path)  # os.stat(str) skips pathlib's __fspath__ per call
         self._table = table
         self._dim = dim
         self._cached: Catalog | None = None
@@ -55,7 +56,7 @@ class GenerationRegistry:
     def read(self) -> Catalog:
         """The current catalog (re-read only when the file changed)."""
         try:
-            st = os.stat(self._path)
+            st = os.stat(self._path_str)
         except FileNotFoundError:
             self._cached, self._stamp = None, None
             return legacy_catalog(self._dir, self._table, self._dim)
