@@ -351,3 +351,21 @@ def test_gateway_completes_an_owed_flush_when_no_writer_holds_the_lock(tmp_path:
     assert asyncio.run(complete_pending_flush_if_free(index, "serve"))
     assert not asyncio.run(index.flush_pending())
     assert _rankings(index) == _rankings(_fed(tmp_path / "clean"))
+
+
+def test_the_gateways_own_index_answers_503_and_recovers(tmp_path: Path) -> None:
+    """As ``clipsearch serve`` runs it: the index opened from settings (``open_index``)."""
+    settings = Settings(data_dir=tmp_path / "data", embedding_dim=DIM)
+    _fed(settings.index_dir)
+    with TestClient(create_app(settings, embedder=FakeEmbedder())) as c:
+        assert c.get("/search", params={"q": "river", "mode": "hybrid"}).status_code == 200
+        restore = _rename(settings.index_dir)
+        try:
+            for mode in ("lexical", "hybrid"):
+                r = c.get("/search", params={"q": "river", "mode": mode})
+                assert r.status_code == 503 and r.headers["retry-after"], r.text
+            assert c.get("/ready").status_code == 503
+        finally:
+            restore()
+        assert c.get("/search", params={"q": "river", "mode": "hybrid"}).status_code == 200
+        assert c.get("/ready").status_code == 200
