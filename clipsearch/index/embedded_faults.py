@@ -50,6 +50,9 @@ def is_storage_fault(exc: BaseException) -> bool:
 def unavailable(exc: BaseException, what: str) -> BackendUnavailable:
     """The safe ``BackendUnavailable`` for a storage fault; the details are logged here."""
     log.warning("embedded index: %s failed: %s: %s", what, type(exc).__name__, exc)
+    if "commit conflict" in str(exc).lower():  # two writers raced (see writer_lock)
+        return BackendUnavailable("another write to the index committed at the same time; "
+                                  "retry", reason="index_busy", retry_after_s=1)
     return BackendUnavailable(UNAVAILABLE_MESSAGE, reason="index_unavailable",
                               retry_after_s=RETRY_AFTER_S)
 
