@@ -1,5 +1,6 @@
-# One image for every Python service (encoder, api, feeder, the one-shot Vespa deploy):
-# the command picks the role, e.g. `clipsearch serve`, `clipsearch encoder`.
+# One image for every Python service (encoder, api, feeder, the one-shot Vespa deploy and model
+# download), built once by the compose service "python-image" and reused by the others: the
+# command picks the role, e.g. `clipsearch serve`, `clipsearch encoder`.
 #
 # CPU torch by default (from the PyTorch CPU wheel index: no CUDA libraries, ~1 GB smaller).
 # For NVIDIA GPUs build with e.g.
@@ -30,6 +31,7 @@ COPY clipsearch ./clipsearch
 COPY services ./services
 COPY feeder ./feeder
 COPY vespa-app ./vespa-app
+COPY vespa-app-cluster ./vespa-app-cluster
 RUN pip install . && python -c "import clipsearch, services, feeder"
 
 USER clipsearch

@@ -5,28 +5,54 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clipsearch.settings import Settings
+
+if TYPE_CHECKING:
+    from clipsearch.index.vespa.hosts import Topology
 
 DEFAULT_APP_DIR = Path("vespa-app")
 
 
+def _topology(args: argparse.Namespace) -> Topology | None:
+    """The cluster shape when any multi-node option is given, else None (single node)."""
+    from pydantic import ValidationError
+
+    from clipsearch.index.vespa.hosts import Topology
+
+    given = {k: v for k, v in (("nodes", args.nodes), ("redundancy", args.redundancy),
+                               ("groups", args.groups), ("container_nodes", args.container_nodes),
+                               ("config_servers", args.config_servers)) if v is not None}
+    if not given:
+        return None
+    try:
+        return Topology(**given)
+    except ValidationError as exc:
+        raise SystemExit("clipsearch vespa package: "
+                         + "; ".join(str(e["msg"]) for e in exc.errors())) from None
+
+
 def _package(args: argparse.Namespace) -> int:
-    from clipsearch.index.vespa import package
+    from clipsearch.index.vespa import hosts, package
 
     settings = Settings()
     dim = args.dim or settings.embedding_dim
     language = args.language or settings.vespa_language
+    topology = _topology(args)
+    files = (hosts.render(topology, dim, language) if topology is not None
+             else package.render(dim, language))
     if args.check:
-        diffs = package.differences(args.dir, dim, language)
+        diffs = hosts.differences(args.dir, files)
         for d in diffs:
             print(f"{args.dir}/{d}", file=sys.stderr)
         if diffs:
-            print("run `clipsearch vespa package` and commit the result", file=sys.stderr)
+            print("run `clipsearch vespa package` (same options) and commit the result",
+                  file=sys.stderr)
             return 1
         print(f"{args.dir} is up to date")
         return 0
-    for path in package.write(args.dir, dim, language):
+    for path in hosts.write(args.dir, files):
         print(f"wrote {path}")
     return 0
 
@@ -73,6 +99,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "CLIPSEARCH_VESPA_LANGUAGE, en)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if the files differ from the generator's output")
+    cluster = p.add_argument_group(
+        "multi-node cluster (any of these writes services.xml + hosts.xml for a cluster)")
+    cluster.add_argument("--nodes", type=int, default=None, help="content nodes (default 2)")
+    cluster.add_argument("--redundancy", type=int, default=None,
+                         help="min-redundancy: copies of each document (default 2)")
+    cluster.add_argument("--groups", type=int, default=None,
+                         help="content groups, each with a full copy (default 1)")
+    cluster.add_argument("--container-nodes", type=int, default=None,
+                         help="container nodes for queries and feeding (default 1)")
+    cluster.add_argument("--config-servers", type=int, default=None,
+                         help="config servers: 1, 3 or 5 (default 1)")
     p.set_defaults(func=_package)
 
     p = vsub.add_parser("lint", help="check the package (bm25, HNSW, inputs, profiles)")

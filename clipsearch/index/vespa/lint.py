@@ -13,7 +13,9 @@ Rules:
 * every profile the API names exists and exposes each leg's score in ``match-features``;
 * the caption field sets its language (``set_language``) instead of having it detected;
 * services.xml has a container with ``search`` and ``document-api`` and a content cluster
-  that holds every schema.
+  that holds every schema;
+* a multi-node services.xml has a hosts.xml declaring its hosts and a consistent content
+  topology (``topology_lint``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import BaseModel
 
 from clipsearch.index.vespa import schema_names as n
 from clipsearch.index.vespa.sd_parser import SchemaInfo, SchemaSyntaxError, parse_schema
+from clipsearch.index.vespa.topology_lint import lint_topology
 
 _BM25 = re.compile(r"\bbm25\(\s*(\w+)\s*\)")
 _NN_FEATURE = re.compile(r"\b(closeness|distance)\(\s*field\s*,\s*(\w+)\s*\)")
@@ -191,6 +194,8 @@ def lint_files(files: dict[str, str], dim: int | None = None) -> list[Problem]:
         names = [Path(p).stem for p in schemas]
         problems += [Problem(file="services.xml", message=m)
                      for m in lint_services(files["services.xml"], names)]
+        problems += [Problem(file="services.xml", message=m)
+                     for m in lint_topology(files["services.xml"], files.get("hosts.xml"))]
     return problems
 
 
