@@ -369,3 +369,19 @@ def test_the_gateways_own_index_answers_503_and_recovers(tmp_path: Path) -> None
             restore()
         assert c.get("/search", params={"q": "river", "mode": "hybrid"}).status_code == 200
         assert c.get("/ready").status_code == 200
+
+
+def test_which_lancedb_errors_count_as_storage_faults() -> None:
+    from clipsearch.errors import BackendUnavailable
+    from clipsearch.index.embedded_faults import is_storage_fault, unavailable
+
+    assert is_storage_fault(RuntimeError("lance error: Not found: /x/_versions, a.rs:1:2"))
+    assert is_storage_fault(PermissionError(13, "Permission denied"))
+    assert is_storage_fault(ValueError("LanceError(IO): failed to fill whole buffer"))
+    assert not is_storage_fault(ValueError("not a filterable column: 'x'"))
+    assert not is_storage_fault(BackendUnavailable("down"))
+    missing = unavailable(RuntimeError("lance error: Not found: /srv/data/x.lance"), "search")
+    assert missing.reason == "index_unavailable" and _is_safe(missing.message)
+    busy = unavailable(RuntimeError("lance error: Retryable commit conflict for version 2"),
+                       "upsert")
+    assert busy.reason == "index_busy" and busy.retry_after_s == 1
