@@ -113,6 +113,8 @@ class Hit(BaseModel):
     document: DocumentFields
     collapsed: int | None = Field(
         None, description="Near-duplicates folded into this hit (only with collapse)")
+    relevance: float | None = Field(
+        None, description="Calibrated P(relevant) (hybrid, when the index has a calibration)")
 
 
 class SearchResult(BaseModel):

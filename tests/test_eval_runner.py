@@ -23,7 +23,8 @@ MODES = {"lexical", "vector", "hybrid (score α=0.7 s=3)"}
 def fresh_report(tiny_clip_dir: Path, sample_dataset, tmp_path_factory) -> EvalReport:  # type: ignore[no-untyped-def]
     settings = Settings(data_dir=tmp_path_factory.mktemp("unused"), model=str(tiny_clip_dir))
     cfg = EvalConfig(source=sample_dataset.manifest, splits=[], sweep=True,
-                     sweep_alphas=[0.0, 0.5, 1.0], sweep_rrf_ks=[1, 60], sweep_saturations=[3.0])
+                     sweep_alphas=[0.0, 0.5, 1.0], sweep_rrf_ks=[1, 60], sweep_saturations=[3.0],
+                     calibrate=True)
     return run_eval(cfg, settings)
 
 
@@ -85,6 +86,13 @@ def test_reports_are_written(fresh_report: EvalReport, tmp_path: Path) -> None:
     md = written.markdown_path.read_text()
     assert "| lexical |" in md and "hybrid (rrf k=60)" in md and "**best**" in md
     assert written.chart_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # calibrated relevance: ECE in the table, a reliability diagram beside it
+    c = fresh_report.models[0].calibration
+    assert c is not None and c.quality is not None and 0.0 <= c.quality.ece <= 1.0
+    assert c.hybrid == fresh_report.models[0].sweep.best.hybrid  # type: ignore[union-attr]
+    assert "ECE" in md and "Ties: seeded shuffle" in md
+    assert written.reliability_path is not None
+    assert written.reliability_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_live_index_fed_by_the_feeder(tiny_clip_dir: Path, sample_dataset,

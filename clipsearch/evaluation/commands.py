@@ -72,20 +72,19 @@ def _run(args: argparse.Namespace) -> int:
         sweep_rrf_ks=_ints(args.rrf_ks) if args.rrf_ks else list(DEFAULT_RRF_KS),
         sweep_saturations=(_floats(args.saturations) if args.saturations
                            else list(DEFAULT_SATURATIONS)),
-        choose_split=args.choose_split or None)
-    if args.apply and not args.sweep:
-        raise SystemExit("--apply needs --sweep")
+        choose_split=args.choose_split or None, calibrate=args.calibrate)
+    if args.apply and not (args.sweep or args.calibrate):
+        raise SystemExit("--apply needs --sweep and/or --calibrate")
     report = run_eval(cfg, settings)
     written = write_report(report, Path(args.out), stem=args.stem)
     print(to_markdown(report))
-    print(f"wrote {written.json_path}, {written.markdown_path}, {written.chart_path}")
+    print(f"wrote {written.json_path}, {written.markdown_path}, {written.chart_path}"
+          + (f", {written.reliability_path}" if written.reliability_path else ""))
     if args.apply:
         from clipsearch.evaluation.apply import apply_report
 
-        path = apply_report(report, settings, as_default=args.apply_default)
-        best = report.models[0].sweep
-        print(f"applied {best.best.label if best else '?'} as the default fusion of "
-              f"{', '.join(report.models[0].datasets)} in {path}")
+        for line in apply_report(report, settings, as_default=args.apply_default):
+            print(line)
     return 0
 
 
@@ -129,6 +128,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "dataset(s) of the configured index (needs --sweep and one --model)")
     p.add_argument("--apply-default", action="store_true",
                    help="with --apply: also the default for requests without a dataset filter")
+    p.add_argument("--calibrate", action="store_true",
+                   help="fit calibrated relevance for hybrid hits (on --choose-split if given), "
+                   "report ECE and a reliability diagram; --apply stores it for the API")
     p.add_argument("--prompt-ensemble", action="store_true",
                    help="zero-shot with three aerial prompts instead of the single default")
     p.add_argument("--objective", default="ndcg@10", help="metric the sweep maximises")

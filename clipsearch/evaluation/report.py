@@ -15,6 +15,7 @@ class WrittenReport(BaseModel):
     json_path: Path
     markdown_path: Path
     chart_path: Path
+    reliability_path: Path | None = None
 
 
 def _model_name(model: str) -> str:
@@ -62,7 +63,23 @@ def to_markdown(report: EvalReport) -> str:
         for p in m.sweep.points:
             mark = " **best**" if p.label == m.sweep.best.label else ""
             lines.append(f"| {p.label}{mark} | {p.objective:.4f} |")
-        lines += ["", f"Best: **{m.sweep.best.label}** ({m.sweep.best.objective:.4f})."]
+        lines += ["", f"Best: **{m.sweep.best.label}** ({m.sweep.best.objective:.4f})"
+                  f" on split {', '.join(m.sweep_split or report.splits)}."]
+        if m.tuned is not None:
+            cells = "; ".join(f"{qs} {v.get(report.objective, float('nan')):.3f}"
+                              for qs, v in m.tuned.metrics.items())
+            lines += ["", f"Measured on {', '.join(report.splits) or 'all'}: {cells}."]
+    cal = [m for m in report.models if m.calibration is not None]
+    if cal:
+        lines += ["", "## Calibrated relevance (hybrid hits, logistic regression)", "",
+                  "| model | fitted on | samples | measured on | ECE |", "|---|---|---|---|---|"]
+        for m in cal:
+            c = m.calibration
+            assert c is not None
+            q = c.quality
+            lines.append(f"| {_model_name(m.model)} | {c.fitted_on} | {c.samples} | "
+                         f"{q.split if q else '-'} | {f'{q.ece:.3f}' if q else '-'} |")
+    lines += ["", f"Ties: {report.tie_breaking}."]
     return "\n".join(lines) + "\n"
 
 
@@ -135,4 +152,35 @@ def write_report(report: EvalReport, out_dir: Path, stem: str = "eval") -> Writt
     written.json_path.write_text(report.model_dump_json(indent=2))
     written.markdown_path.write_text(to_markdown(report))
     write_chart(report, written.chart_path)
+    if any(m.calibration and m.calibration.quality for m in report.models):
+        written.reliability_path = out_dir / f"{stem}-reliability.png"
+        write_reliability(report, written.reliability_path)
     return written
+
+
+def write_reliability(report: EvalReport, path: Path) -> None:
+    """Reliability diagram per model: mean predicted relevance vs fraction relevant per bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [m for m in report.models if m.calibration and m.calibration.quality]
+    fig, grid = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4.0), squeeze=False)
+    for ax, m in zip(grid.flat, models, strict=False):
+        assert m.calibration is not None and m.calibration.quality is not None
+        q = m.calibration.quality
+        pts = [(b.mean_predicted, b.fraction_relevant, b.count) for b in q.bins if b.count]
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+        ax.plot([p for p, _, _ in pts], [f for _, f, _ in pts], marker="o")
+        for p, f, c in pts:
+            ax.annotate(str(c), (p, f), fontsize=6, xytext=(3, -8), textcoords="offset points")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("predicted relevance")
+        ax.set_ylabel("fraction relevant")
+        ax.set_title(f"{_model_name(m.model)}: ECE {q.ece:.3f} ({q.split}, "
+                     f"fitted on {m.calibration.fitted_on})", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -105,3 +105,26 @@ async def evaluate_settings(index: SearchIndex, query_sets: Sequence[QuerySet],
             metrics[qs.name] = evaluate_run(qs.qrels, run, recall_ks=recall_ks, cutoff=cutoff)
         results.append(ModeResult(setting=setting, label=setting.label, metrics=metrics))
     return results
+
+
+async def calibration_samples(index: SearchIndex, query_sets: Sequence[QuerySet],
+                              vectors: Mapping[str, np.ndarray], hybrid: HybridParameters, *,
+                              filters: Filters, candidates: int, depth: int = 50
+                              ) -> tuple[list[list[float]], list[int]]:
+    """(features, relevant?) of the top ``depth`` hybrid hits of every labelled query
+    (``clipsearch.quality.calibration.features``)."""
+    from clipsearch.quality.calibration import features
+
+    rows: list[list[float]] = []
+    labels: list[int] = []
+    for qs in query_sets:
+        for qid, text in qs.texts.items():
+            plan = SearchPlan(mode=Mode.hybrid, text=text[:2000] or None,
+                              vector=[float(x) for x in vectors[qid]],
+                              limit=min(depth, MAX_LIMIT), filters=filters, hybrid=hybrid,
+                              candidates=max(candidates, depth))
+            result = await index.search(plan)
+            for rank, h in enumerate(result.hits, start=1):
+                rows.append(features(h.scores.lexical, h.scores.vector, rank))
+                labels.append(int(qs.qrels[qid].get(h.id, 0) > 0))
+    return rows, labels

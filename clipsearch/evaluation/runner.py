@@ -35,6 +35,7 @@ from clipsearch.evaluation.queries import (
 from clipsearch.evaluation.retrieval import (
     ModeResult,
     ModeSetting,
+    calibration_samples,
     evaluate_settings,
     standard_settings,
 )
@@ -50,6 +51,7 @@ from clipsearch.evaluation.ties import TIE_BREAKING
 from clipsearch.evaluation.zeroshot import DEFAULT_TEMPLATES, ZeroShotResult, zero_shot
 from clipsearch.index import open_index
 from clipsearch.index.base import SearchIndex
+from clipsearch.quality.calibration import Calibration, fit, reliability
 from clipsearch.search import Filters, HybridParameters, Mode
 from clipsearch.settings import Settings
 
@@ -79,6 +81,7 @@ class EvalConfig(BaseModel):
     sweep_saturations: list[float] = Field(default_factory=lambda: list(DEFAULT_SATURATIONS))
     choose_split: str | None = Field(
         None, description="split the sweep chooses on (e.g. val); None: the evaluated split")
+    calibrate: bool = Field(False, description="fit calibrated relevance (hybrid hits)")
     objective: str = "ndcg@10"
     recall_ks: list[int] = Field(default_factory=lambda: list(DEFAULT_RECALL_KS))
     hits_ks: list[int] = Field(default_factory=lambda: list(DEFAULT_HITS_KS))
@@ -100,6 +103,7 @@ class ModelReport(BaseModel):
     sweep_split: list[str] | None = Field(None, description="split(s) the sweep chose on")
     tuned: ModeResult | None = Field(
         None, description="the sweep's best setting measured on the evaluated split")
+    calibration: Calibration | None = None
     seconds: float
 
 
@@ -143,6 +147,21 @@ async def _prepare(cfg: EvalConfig, settings: Settings, encoder: EvalEncoder,
     return Prepared(images, query_sets, vectors, index, filters)
 
 
+def _served(cfg: EvalConfig, sweep: SweepResult | None) -> HybridParameters:
+    """The fusion the API will serve: the sweep's choice, else the configured one."""
+    return sweep.best.hybrid if sweep is not None else cfg.hybrid
+
+
+async def _fit_calibration(cfg: EvalConfig, prep: Prepared, hybrid: HybridParameters,
+                           split: str, model: str) -> Calibration:
+    rows, labels = await calibration_samples(prep.index, prep.query_sets, prep.vectors, hybrid,
+                                             filters=prep.filters, candidates=cfg.candidates)
+    try:
+        return fit(rows, labels, hybrid=hybrid, fitted_on=split, model=model)
+    except ValueError as exc:
+        raise InvalidRequest(f"cannot calibrate on split {split}: {exc}") from exc
+
+
 async def _sweep(cfg: EvalConfig, prep: Prepared) -> SweepResult:
     settings = sweep_settings(cfg.sweep_alphas, cfg.sweep_rrf_ks, cfg.sweep_saturations)
     points = await evaluate_settings(prep.index, prep.query_sets, prep.vectors, settings,
@@ -155,14 +174,18 @@ async def _evaluate_model(cfg: EvalConfig, settings: Settings, model: str,
                           work_dir: Path) -> ModelReport:
     started = time.perf_counter()
     encoder = EvalEncoder.load(model, settings)
-    sweep, sweep_split = None, None
-    if cfg.sweep and cfg.choose_split:  # choose on one split, report on the evaluated one
+    sweep, sweep_split, fitted = None, None, None
+    if (cfg.sweep or cfg.calibrate) and cfg.choose_split:  # choose on one split ...
         choose = await _prepare(cfg, settings, encoder, [cfg.choose_split], work_dir / "choose")
         try:
-            sweep, sweep_split = await _sweep(cfg, choose), [cfg.choose_split]
+            if cfg.sweep:
+                sweep, sweep_split = await _sweep(cfg, choose), [cfg.choose_split]
+            if cfg.calibrate:
+                fitted = await _fit_calibration(cfg, choose, _served(cfg, sweep),
+                                                cfg.choose_split, model)
         finally:
             await choose.index.close()
-    prep = await _prepare(cfg, settings, encoder, cfg.splits, work_dir / "eval")
+    prep = await _prepare(cfg, settings, encoder, cfg.splits, work_dir / "eval")  # ... report
     images = prep.images
     zs = None
     if cfg.zero_shot and len({it.category for it in images.items if it.category}) >= 2:
@@ -182,6 +205,14 @@ async def _evaluate_model(cfg: EvalConfig, settings: Settings, model: str,
             [tuned] = await evaluate_settings(
                 prep.index, prep.query_sets, prep.vectors, [best], filters=prep.filters,
                 candidates=cfg.candidates, recall_ks=cfg.recall_ks, cutoff=cfg.cutoff)
+        if cfg.calibrate:
+            split = ",".join(cfg.splits) or "all"
+            if fitted is None:  # fitted and measured on the same split (said in the report)
+                fitted = await _fit_calibration(cfg, prep, _served(cfg, sweep), split, model)
+            rows, labels = await calibration_samples(
+                prep.index, prep.query_sets, prep.vectors, fitted.hybrid, filters=prep.filters,
+                candidates=cfg.candidates)
+            fitted.quality = reliability(fitted.predict(rows), np.asarray(labels), split)
     finally:
         await prep.index.close()
     return ModelReport(
@@ -190,6 +221,7 @@ async def _evaluate_model(cfg: EvalConfig, settings: Settings, model: str,
         captions_held_out=cfg.index == IndexChoice.fresh,
         queries={qs.name: len(qs) for qs in prep.query_sets}, zero_shot=zs,
         retrieval=retrieval, sweep=sweep, sweep_split=sweep_split, tuned=tuned,
+        calibration=fitted,
         seconds=time.perf_counter() - started)
 
 

@@ -58,6 +58,9 @@ class SearchParams(BaseModel):
     saturation: float = Field(DEFAULT_SATURATION, gt=0.0, le=1000.0,
                               description="score fusion: BM25 s counts as s / (s + saturation)")
     prompt: bool = Field(True, description="Apply the dataset's prompt template (vector leg)")
+    min_relevance: float | None = Field(
+        None, ge=0.0, le=1.0, description="Leave out hits whose calibrated relevance is "
+        "below this (hybrid; 422 when the index has no calibration)")
     collapse: float | None = Field(
         None, gt=0.0, le=1.0, description="Fold near-duplicates: within the top 100 hits, a "
         "hit whose embedding has at least this cosine to a better hit is folded into it "
@@ -198,6 +201,8 @@ class HitOut(BaseModel):
     image_url: str
     collapsed: int | None = Field(None, description="Near-duplicates folded into this hit "
                                   "(only with collapse)")
+    relevance: float | None = Field(None, description="Calibrated probability that the hit "
+                                    "is relevant (hybrid, when the index has a calibration)")
     highlights: list[CaptionHighlight] = Field(
         default_factory=list, description="Caption words matching the query text, analysed "
         "like the index (lower-cased, English-stemmed): [start, end) character offsets")

@@ -9,6 +9,7 @@ from fastapi import Request
 from clipsearch.embedder import Embedder
 from clipsearch.highlights import Analyzer
 from clipsearch.index.base import SearchIndex
+from clipsearch.quality.calibration import CalibrationCache
 from clipsearch.quality.tuned import TunedFusionCache, fusion_path
 from clipsearch.settings import Settings
 from services.api.metrics import ApiMetrics
@@ -24,9 +25,11 @@ class ApiState:
     # the index's tuned fusion per dataset (clipsearch eval --apply), re-read when it changes
     tuned_fusion: TunedFusionCache = field(init=False)
     analyzer: Analyzer = field(default_factory=Analyzer)  # caption highlights
+    calibration: CalibrationCache = field(init=False)  # relevance per hit
 
     def __post_init__(self) -> None:
         self.tuned_fusion = TunedFusionCache(fusion_path(self.settings))
+        self.calibration = CalibrationCache(self.settings)
 
 
 async def get_state(request: Request) -> ApiState:

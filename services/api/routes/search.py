@@ -18,6 +18,7 @@ from clipsearch.search import MAX_LIMIT, SearchResult
 from services.api.collapse import collapsed_window
 from services.api.generation_guard import Pinned, check_query_space, pin
 from services.api.planner import PlannedQuery, fusion_echo, plan_search
+from services.api.relevance import check_min_relevance, with_relevance
 from services.api.schemas import (
     Facets,
     HitOut,
@@ -62,6 +63,7 @@ def _response(req: SearchParams, result: SearchResult, planned: PlannedQuery,
             split=h.document.split,
             image_url=image_url(h.id),
             collapsed=h.collapsed,
+            relevance=h.relevance,
             highlights=highlight(analyzer, req.text, h.document.captions) if analyzer else [],
         )
         for h in result.hits
@@ -107,6 +109,9 @@ async def run_search(req: SearchParams, state: ApiState,
     try:
         pinned = await pin(state.index)  # one generation for the whole request
         check_query_space(pinned, state.embedder, req, upload)
+        calibration = state.calibration.get(pinned.generation.name if pinned.generation
+                                            else None)
+        check_min_relevance(req.min_relevance, req.mode, calibration)
         planned = await plan_search(req, index=pinned.index, embedder=state.embedder,
                                     candidates=state.settings.candidates,
                                     templates=state.settings.prompt_templates, upload=upload,
@@ -116,6 +121,8 @@ async def run_search(req: SearchParams, state: ApiState,
                                     tuned=state.tuned_fusion.get())
         t0 = time.perf_counter()
         result, facets = await _execute(planned, pinned.index, req.facets, req.collapse)
+        result = with_relevance(result, calibration, planned.plan.mode, req.offset,
+                                req.min_relevance)
         search_ms = (time.perf_counter() - t0) * 1000
     except ClipsearchError as exc:
         state.metrics.searches.labels(mode=mode, status=exc.reason).inc()
