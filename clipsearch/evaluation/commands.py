@@ -17,6 +17,9 @@ from clipsearch.search import (
 )
 from clipsearch.settings import Settings
 
+# every fusion at its default parameters, for --compare-fusions
+COMPARED_FUSIONS = [HybridParameters(fusion=f) for f in Fusion]
+
 
 def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x.strip()]
@@ -72,7 +75,8 @@ def _run(args: argparse.Namespace) -> int:
         sweep_rrf_ks=_ints(args.rrf_ks) if args.rrf_ks else list(DEFAULT_RRF_KS),
         sweep_saturations=(_floats(args.saturations) if args.saturations
                            else list(DEFAULT_SATURATIONS)),
-        choose_split=args.choose_split or None, calibrate=args.calibrate)
+        choose_split=args.choose_split or None, calibrate=args.calibrate,
+        compare=COMPARED_FUSIONS if args.compare_fusions else [])
     if args.apply and not (args.sweep or args.calibrate):
         raise SystemExit("--apply needs --sweep and/or --calibrate")
     report = run_eval(cfg, settings)
@@ -128,6 +132,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "dataset(s) of the configured index (needs --sweep and one --model)")
     p.add_argument("--apply-default", action="store_true",
                    help="with --apply: also the default for requests without a dataset filter")
+    p.add_argument("--compare-fusions", action="store_true",
+                   help="also measure every fusion at its default parameters (rrf, "
+                   "rrf_textbook, linear, score)")
     p.add_argument("--calibrate", action="store_true",
                    help="fit calibrated relevance for hybrid hits (on --choose-split if given), "
                    "report ECE and a reliability diagram; --apply stores it for the API")

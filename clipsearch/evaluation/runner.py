@@ -82,6 +82,8 @@ class EvalConfig(BaseModel):
     choose_split: str | None = Field(
         None, description="split the sweep chooses on (e.g. val); None: the evaluated split")
     calibrate: bool = Field(False, description="fit calibrated relevance (hybrid hits)")
+    compare: list[HybridParameters] = Field(
+        default_factory=list, description="more hybrid fusions measured beside the standard")
     objective: str = "ndcg@10"
     recall_ks: list[int] = Field(default_factory=lambda: list(DEFAULT_RECALL_KS))
     hits_ks: list[int] = Field(default_factory=lambda: list(DEFAULT_HITS_KS))
@@ -195,7 +197,9 @@ async def _evaluate_model(cfg: EvalConfig, settings: Settings, model: str,
     tuned = None
     try:
         retrieval = await evaluate_settings(
-            prep.index, prep.query_sets, prep.vectors, standard_settings(cfg.hybrid),
+            prep.index, prep.query_sets, prep.vectors,
+            standard_settings(cfg.hybrid) + [ModeSetting(mode=Mode.hybrid, hybrid=h)
+                                             for h in cfg.compare if h != cfg.hybrid],
             filters=prep.filters, candidates=cfg.candidates, recall_ks=cfg.recall_ks,
             cutoff=cfg.cutoff)
         if cfg.sweep and sweep is None:
