@@ -532,6 +532,19 @@ class IndexConformance:
         assert result.hits[0].id == "ucm:desert_1"
         assert all(h.scores.lexical == 0.0 for h in result.hits)
 
+    async def test_linear_constant_leg_normalises_to_half(self, corpus_index: SearchIndex
+                                                          ) -> None:
+        """A leg constant over the window (no term matched) is 0.5 after normalize_linear,
+        as Vespa's LinearNormalizer makes it (issue 17 item 2)."""
+        alpha = 0.3
+        result = await corpus_index.search(plan(
+            Mode.hybrid, text="zeppelin", vector=BY_ID["ucm:desert_1"].embedding, limit=100,
+            hybrid=HybridParameters(fusion=Fusion.linear, alpha=alpha)))
+        vec = np.array([h.scores.vector or 0.0 for h in result.hits])
+        norm = (vec - vec.min()) / (vec.max() - vec.min())
+        for hit, n in zip(result.hits, norm.tolist(), strict=True):
+            assert hit.score == pytest.approx(alpha * n + (1 - alpha) * 0.5, abs=1e-6)
+
     # --- paging ------------------------------------------------------------------------
 
     @pytest.mark.parametrize("mode", list(Mode))
