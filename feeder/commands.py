@@ -70,6 +70,9 @@ def _feed_cmd(args: argparse.Namespace) -> int:
                                if k in FeedRequest.model_fields and v is not None}
     if args.no_progress:
         options["progress"] = False
+    if args.prune and options.get("shard"):
+        raise InvalidRequest("--prune needs the whole source: run it without --shard",
+                             reason="bad_options")
     request = FeedRequest(**options)
     try:
         report = run_feed(Settings(), request)
@@ -138,6 +141,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     p.add_argument("--feed-batch-size", dest="feed_batch_size", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="feed only shard K of N (0 <= K < N; sha1 of the document id): N "
+                   "feeders on N machines split one collection without overlap")
     p.add_argument("--wait", action="store_true", default=None,
                    help="if another writer holds the index, wait for it instead of stopping")
     p.add_argument("--prune", action="store_true",

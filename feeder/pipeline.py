@@ -146,7 +146,7 @@ class FeedRun:
         await claim_for_feed(self.index, encoder, model_id=encoder.model_id, dim=encoder.dim)
         store = EmbeddingStore(req.shard_dir(self.settings))
         self.report.embeddings_dir = store.root
-        planner = Planner(self.dead, encoder.model_id)
+        planner = Planner(self.dead, encoder.model_id, shard=req.shard_spec())
         items = select(read_source(req.source, req.format, dataset=req.dataset,
                                    images=req.images_dir, classes=req.classes_dir),
                        split=req.split, limit=req.limit)
@@ -271,9 +271,11 @@ class FeedRun:
                                  f"({', '.join(sorted(models))}); choose one with --model-id",
                                  reason="mixed_models")
         fed = self.ledger.load()
+        shard = req.shard_spec()
         rows: Iterator[StoredRow] = (r for r in store.rows(catalog) if r.fields.model_id == model_id
                 and (req.split is None or r.fields.split == req.split)
-                and (req.dataset is None or r.fields.dataset == req.dataset))
+                and (req.dataset is None or r.fields.dataset == req.dataset)
+                and (shard is None or shard.owns(r.fields.id)))
         if req.limit is not None:
             rows = islice(rows, req.limit)
         checked = False

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from clipsearch.datasets.records import Action, ReadItem, Reason, Rejection, SourceRecord
 from clipsearch.documents import DocumentFields, make_doc_id
 from feeder.deadletter import DeadLetters
+from feeder.shards import Shard
 
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9 _.\-+/]")
 HASH_CHUNK = 1 << 20
@@ -60,17 +61,37 @@ def select(items: Iterable[ReadItem], *, split: str | None,
         yield item
 
 
-class Planner:
-    """Counts every row it reads; yields the rows that can become documents."""
+def record_doc_id(rec: SourceRecord) -> str:
+    """The document id a source row becomes (its dataset label repaired first)."""
+    return make_doc_id(repair_label(rec.dataset) or "unnamed", rec.source_id)
 
-    def __init__(self, dead: DeadLetters, model_id: str) -> None:
+
+class Planner:
+    """Counts every row it reads; yields the rows that can become documents. With a
+    ``shard``, rows of other shards are passed over before anything else (not read, not
+    checked, not reported: they are another feeder's)."""
+
+    def __init__(self, dead: DeadLetters, model_id: str, shard: Shard | None = None) -> None:
         self._dead = dead
         self._model_id = model_id
+        self._shard = shard
         self._seen: set[str] = set()
         self.read = 0
+        self.other_shards = 0
+
+    def _mine(self, item: ReadItem) -> bool:
+        if self._shard is None:
+            return True
+        key = (item.id or item.file) if isinstance(item, Rejection) else record_doc_id(item)
+        if self._shard.owns(key):
+            return True
+        self.other_shards += 1
+        return False
 
     def plan(self, items: Iterable[ReadItem]) -> Iterator[Planned]:
         for item in items:
+            if not self._mine(item):
+                continue
             if isinstance(item, Rejection):
                 if item.action == Action.skipped:
                     self.read += 1
@@ -85,7 +106,7 @@ class Planner:
         labels = {"dataset": rec.dataset, "category": rec.category, "split": rec.split}
         fixed = {k: repair_label(v) for k, v in labels.items()}
         dataset = fixed["dataset"] or "unnamed"
-        doc_id = make_doc_id(dataset, rec.source_id)
+        doc_id = record_doc_id(rec)
         where = str(rec.file)
         if doc_id in self._seen:
             self._dead.add(Rejection(id=doc_id, file=where, reason=Reason.duplicate_id,

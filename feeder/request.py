@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clipsearch.datasets.readers import SourceFormat
 from clipsearch.settings import Settings
+from feeder.shards import SHARD_PATTERN, Shard
 
 
 class FeedRequest(BaseSettings):
@@ -42,12 +43,23 @@ class FeedRequest(BaseSettings):
     progress: bool = True
     wait: bool = Field(False, description="another writer holds the index: wait for it "
                        "(default: stop with an error naming it)")
+    shard: str | None = Field(None, pattern=SHARD_PATTERN,
+                              description="k/n: feed only the documents of shard k of n "
+                              "(sha1 of the id), so n feeders split one collection")
 
     @model_validator(mode="after")
     def _one_source(self) -> FeedRequest:
         if (self.source is None) == (self.from_embeddings is None):
             raise ValueError("give exactly one of a source and from_embeddings")
         return self
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> FeedRequest:
+        self.shard_spec()  # k < n
+        return self
+
+    def shard_spec(self) -> Shard | None:
+        return Shard.parse(self.shard) if self.shard else None
 
     def shard_dir(self, settings: Settings) -> Path:
         return self.embeddings_dir or settings.data_dir / "embeddings"
