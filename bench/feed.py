@@ -4,10 +4,16 @@
    vs. plain ``index.upsert`` of ready-made documents in the same batch size, and plain
    ``index.upsert_batch`` of ready-made ``DocumentBatch``es (the floor the engine sets for the
    feeder's write path). Target: >= 10k documents/s.
-2. end-to-end images/s with the tiny CLIP (read, decode, preprocess, encode, shard, upsert) for
-   each worker count vs. the bare model loop (decode + preprocess + embed, nothing else).
+2. the realistic case (bench/feed_images.py): a ViT-B/32-shaped random CLIP, 224 px JPEG tiles
+   (RSICD-like) and 500-1000 px JPEG figures (ImageCLEF-like); images/s end to end for the
+   feeder (worker processes, and one process with threads) vs. the bare best-runtime loop
+   (decode + preprocess + embed, both ways) and plain eager fp32, in the same run, with the
+   projected time for 200k images and the CPU flags.
+3. ``--long N``: one feed of N images, RSS (feeder + workers) at its start and end.
 
-    .venv/bin/python bench/feed.py [--docs 20000] [--images 200] [--workers 0,1,2]
+    .venv/bin/python bench/feed.py --docs 0 --images 200            # quick
+    .venv/bin/python bench/feed.py --docs 0 --images 1000 --rounds 2
+    .venv/bin/python bench/feed.py --long 20000 --sets tiles
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -106,50 +111,39 @@ async def bench_docs(tmp: Path, n: int, batch: int) -> None:
           f"CPU {batch_cpu / feed_cpu:.2f} (target: >= 10000 docs/s wall)")
 
 
-async def bench_images(tmp: Path, n_images: int, workers: list[int]) -> None:
-    from clipsearch.datasets.sample import make_sample_dataset
-    from clipsearch.models.model import ClipEncoder
-    from clipsearch.models.tiny import build_tiny_clip
-    from feeder.prepare import prepare_pixels
-
-    model_dir = build_tiny_clip(tmp / "model")
-    ds = make_sample_dataset(tmp / "images", n_per_category=max(1, n_images // 5),
-                             image_size=256)
-    clip = ClipEncoder.load(str(model_dir), threads=1)
-    settings = Settings(data_dir=tmp / "e2e", model=str(model_dir))
-    files = [str(ds.root / r.file) for r in ds.records]
-    t0 = time.perf_counter()
-    for i in range(0, len(files), 32):
-        pix = [prepare_pixels(f, spec=clip.preprocess_spec,
-                              max_bytes=settings.max_image_bytes,
-                              max_pixels=settings.max_image_pixels).payload
-               for f in files[i:i + 32]]
-        clip.embed_pixels(np.stack(pix))  # type: ignore[arg-type]
-    bare = len(files) / (time.perf_counter() - t0)
-    print(f"[images] {len(files)} images of 256 px, tiny CLIP, batch 32")
-    print(f"  bare loop (decode+preprocess+embed)   : {bare:10.1f} images/s")
-    for w in workers:
-        shutil.rmtree(settings.data_dir, ignore_errors=True)
-        req = FeedRequest(source=ds.manifest, progress=False, workers=w)
-        t0 = time.perf_counter()
-        report = await run_feed_async(settings, req, encoder=clip)
-        seconds = time.perf_counter() - t0
-        assert report.indexed == len(files), report.summary()
-        print(f"  feed, workers={w}                       : {len(files) / seconds:10.1f} "
-              f"images/s (ratio to bare {len(files) / seconds / bare:.2f})")
+from bench.feed_images import bench_images, bench_long  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--docs", type=int, default=20_000)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=20_000, help="0: skip the docs bench")
     parser.add_argument("--batch", type=int, default=2_000)
-    parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--workers", default="0,1,2")
+    parser.add_argument("--images", type=int, default=200, help="images per set (0: skip)")
+    parser.add_argument("--sets", default="tiles,figures")
+    parser.add_argument("--workers", default=f"{os.cpu_count() or 1},0",
+                        help="feeder worker counts to compare (0: one process, N threads)")
+    parser.add_argument("--eager-images", type=int, default=48,
+                        help="images for the (slow) plain eager fp32 baseline")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (best kept)")
+    parser.add_argument("--long", type=int, default=0,
+                        help="instead: one feed of N images, RSS at start and end")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="keep the model and images here between runs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-feed-") as tmp:
-        asyncio.run(bench_docs(Path(tmp), args.docs, args.batch))
-        asyncio.run(bench_images(Path(tmp), args.images,
-                                 [int(w) for w in args.workers.split(",")]))
+        if args.long:
+            bench_long(Path(tmp), args.long, args.sets.split(",")[0],
+                       int(args.workers.split(",")[0]), work_dir=args.work_dir)
+            return
+        if args.docs:
+            asyncio.run(bench_docs(Path(tmp), args.docs, args.batch))
+        if args.images:
+            asyncio.run(bench_images(Path(tmp), args.images,
+                                     [int(w) for w in args.workers.split(",")],
+                                     sets=tuple(args.sets.split(",")),
+                                     eager_images=args.eager_images, work_dir=args.work_dir,
+                                     rounds=args.rounds))
 
 
 if __name__ == "__main__":

@@ -47,9 +47,9 @@ async def run_feed_async(settings: Settings, request: FeedRequest, *,
             await idx.ensure_ready()
             if request.from_embeddings is None:
                 if encoder is None:
-                    enc, own_encoder = await open_encoder(settings), True
+                    enc, own_encoder = await open_encoder(settings, request), True
                 else:
-                    enc = adapt(encoder, settings)
+                    enc = adapt(encoder, settings, request)
             return await feed(settings, request, idx, enc)
     finally:
         if own_encoder and enc is not None:
@@ -75,7 +75,8 @@ def _feed_cmd(args: argparse.Namespace) -> int:
                              reason="bad_options")
     request = FeedRequest(**options)
     try:
-        report = run_feed(Settings(), request)
+        settings = Settings() if args.device is None else Settings(device=args.device)
+        report = run_feed(settings, request)
     except (FileNotFoundError, ValueError) as exc:  # the source itself is unusable
         raise InvalidRequest(str(exc), reason="bad_source") from exc
     print(report.summary())
@@ -137,7 +138,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--dead-letter", dest="dead_letter", type=Path, default=None,
                    help="dead-letter JSONL (default: $CLIPSEARCH_DATA_DIR/feeder/...)")
     p.add_argument("--workers", type=int, default=None,
-                   help="decode/preprocess processes; 0 = inline (default 0)")
+                   help="encoder processes, one thread each (default: the number of cores); "
+                   "0 = this process with every core as threads; with --device cuda: "
+                   "decoding processes")
+    p.add_argument("--device", default=None,
+                   help="cpu or cuda[:N] (default: CLIPSEARCH_DEVICE); on cuda the runtime "
+                   "'auto' measures fp32, fp16 and bf16")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
     p.add_argument("--feed-batch-size", dest="feed_batch_size", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -1,24 +1,40 @@
-"""The encoder as the feeder sees it: a picklable ``prepare`` step for workers, and ``encode``.
+"""The encoder as the feeder sees it: batches of image paths in, one ``Encoded`` per path out,
+in order, with the decoding of later batches overlapping the encoding of earlier ones.
 
-Two adapters: an in-process CLIP model (workers decode + preprocess to pixels, the model embeds
-pixel batches) and any ``Embedder`` taking image bytes (the encoder service over HTTP).
+Three adapters (``open_encoder`` picks one from settings):
+
+- ``PoolEncoder`` (feeder/encode_pool.py): the model the feeder loads itself, on the CPU, in
+  ``workers`` processes of one thread each (``CLIPSEARCH_FEED_WORKERS``, default: the cores).
+- ``PixelEncoder``: a model in this process. Decoding runs ahead in a background thread, or in
+  ``decode_workers`` processes (DataLoader-style, for a GPU where decoding is the limit).
+- ``BytesEncoder``: any ``Embedder`` taking image bytes, e.g. the encoder service over HTTP:
+  several requests in flight, a refused image isolated, an unreachable encoder retried.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
+from multiprocessing import get_context
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from clipsearch.datasets.records import Reason
 from clipsearch.embedder import Embedder
 from clipsearch.embeddings import Embeddings
+from clipsearch.errors import BackendUnavailable, InvalidImage
 from clipsearch.models.identity import space_of
 from clipsearch.models.preprocess import PreprocessSpec
 from clipsearch.settings import Settings
-from feeder.prepare import Prepared, prepare_bytes, prepare_pixels
+from feeder.ordered import ordered_map
+from feeder.prepare import Encoded, Prepared, prepare_all, prepare_bytes, prepare_pixels
+from feeder.request import FeedRequest
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -44,19 +60,31 @@ class FeedEncoder(Protocol):
     @property
     def dim(self) -> int: ...
 
-    def preparer(self) -> Callable[[str], Prepared]: ...
+    @property
+    def space_id(self) -> str | None: ...
 
-    async def encode(self, payloads: Sequence[Any]) -> Embeddings: ...
+    @property
+    def runtime(self) -> str: ...
+
+    def encode_batches(self, batches: Sequence[Sequence[str]]) -> AsyncGenerator[
+        list[Encoded], None]: ...
 
     async def close(self) -> None: ...
 
 
-class PixelEncoder:
-    """In-process model: workers produce pixels, the model embeds them."""
+def _runtime_name(model: object) -> str:
+    runtime = getattr(model, "runtime", None)
+    return str(getattr(runtime, "name", "") or type(model).__name__)
 
-    def __init__(self, model: PixelModel, settings: Settings) -> None:
+
+class PixelEncoder:
+    """A model in this process; decoding runs ahead in a thread or in processes."""
+
+    def __init__(self, model: PixelModel, settings: Settings, *,
+                 decode_workers: int = 0) -> None:
         self._model = model
         self._settings = settings
+        self._decode_workers = decode_workers
 
     @property
     def model_id(self) -> str:
@@ -70,13 +98,45 @@ class PixelEncoder:
     def space_id(self) -> str | None:
         return space_of(self._model)
 
+    @property
+    def runtime(self) -> str:
+        return _runtime_name(self._model)
+
     def preparer(self) -> Callable[[str], Prepared]:
         return partial(prepare_pixels, spec=self._model.preprocess_spec,
                        max_bytes=self._settings.max_image_bytes,
                        max_pixels=self._settings.max_image_pixels)
 
-    async def encode(self, payloads: Sequence[Any]) -> Embeddings:
-        return self._model.embed_pixels(np.stack(list(payloads)))
+    def _executor(self) -> Executor:
+        if self._decode_workers > 0:
+            return ProcessPoolExecutor(max_workers=self._decode_workers,
+                                       mp_context=get_context("spawn"))
+        # PIL and numpy release the GIL while decoding and resizing, so one thread overlaps
+        # the model (which releases it too) at no start-up cost.
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed-decode")
+
+    async def encode_batches(self, batches: Sequence[Sequence[str]]) -> AsyncGenerator[
+            list[Encoded], None]:
+        loop = asyncio.get_running_loop()
+        prepare = partial(prepare_all, self.preparer())
+        executor = self._executor()
+
+        def decode(paths: Sequence[str]) -> Awaitable[list[Prepared]]:
+            return loop.run_in_executor(executor, prepare, list(paths))
+
+        try:
+            ahead = max(2, self._decode_workers + 1)
+            async for prepared in ordered_map(decode, batches, inflight=ahead):
+                out = [Encoded.refused(p) for p in prepared]
+                good = [i for i, p in enumerate(prepared) if p.reason is None]
+                if good:
+                    pixels = np.stack([prepared[i].payload for i in good])  # type: ignore[misc]
+                    vectors = (await asyncio.to_thread(self._model.embed_pixels, pixels)).vectors
+                    for row, i in enumerate(good):
+                        out[i] = Encoded(vector=vectors[row])
+                yield out
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
         return None
@@ -85,11 +145,16 @@ class PixelEncoder:
 class BytesEncoder:
     """An ``Embedder`` (e.g. the remote encoder service) that takes encoded image bytes."""
 
-    def __init__(self, embedder: Embedder, settings: Settings,
-                 closer: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(self, embedder: Embedder, settings: Settings, request: FeedRequest | None = None,
+                 closer: Callable[[], Awaitable[None]] | None = None,
+                 runtime: str = "embedder") -> None:
         self._embedder = embedder
         self._settings = settings
         self._closer = closer
+        self._runtime = runtime
+        self._retries = request.retries if request else 4
+        self._retry_base_s = request.retry_base_s if request else 0.5
+        self._inflight = request.inflight if request else 1
 
     @property
     def model_id(self) -> str:
@@ -103,42 +168,101 @@ class BytesEncoder:
     def space_id(self) -> str | None:
         return space_of(self._embedder)
 
+    @property
+    def runtime(self) -> str:
+        return self._runtime
+
     def preparer(self) -> Callable[[str], Prepared]:
         return partial(prepare_bytes, max_bytes=self._settings.max_image_bytes,
                        max_pixels=self._settings.max_image_pixels)
 
-    async def encode(self, payloads: Sequence[Any]) -> Embeddings:
-        return await self._embedder.embed_images([bytes(p) for p in payloads])
+    async def encode_batches(self, batches: Sequence[Sequence[str]]) -> AsyncGenerator[
+            list[Encoded], None]:
+        prepare = partial(prepare_all, self.preparer())
+
+        async def one(paths: Sequence[str]) -> list[Encoded]:
+            prepared = await asyncio.to_thread(prepare, list(paths))
+            out = [Encoded.refused(p) for p in prepared]
+            good = [i for i, p in enumerate(prepared) if p.reason is None]
+            if good:
+                done = await self._embed_isolating([prepared[i].payload for i in good])
+                for i, enc in zip(good, done, strict=True):
+                    out[i] = enc
+            return out
+
+        async for out in ordered_map(one, batches, inflight=self._inflight):
+            yield out
+
+    async def _embed_isolating(self, payloads: list[Any]) -> list[Encoded]:
+        """Embed a batch; if the encoder refuses an image in it, find it and keep the others."""
+        try:
+            emb = await self._embed_retrying(payloads)
+            return [Encoded(vector=v) for v in emb.vectors]
+        except InvalidImage:
+            pass
+        out: list[Encoded] = []
+        for payload in payloads:
+            try:
+                out.append(Encoded(vector=(await self._embed_retrying([payload])).vectors[0]))
+            except InvalidImage as exc:
+                out.append(Encoded(reason=Reason.invalid_image, detail=exc.message))
+        return out
+
+    async def _embed_retrying(self, payloads: list[Any]) -> Embeddings:
+        """An unreachable encoder is retried with backoff; then the run stops (a rerun
+        resumes from the shards already written)."""
+        for attempt in range(self._retries + 1):
+            try:
+                return await self._embedder.embed_images([bytes(p) for p in payloads])
+            except BackendUnavailable as exc:
+                if attempt == self._retries:
+                    raise
+                delay = self._retry_base_s * 2**attempt
+                log.warning("encoder unavailable (%s); retry in %.1f s", exc.message, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         if self._closer is not None:
             await self._closer()
 
 
-def adapt(encoder: object, settings: Settings) -> FeedEncoder:
+def adapt(encoder: object, settings: Settings,
+          request: FeedRequest | None = None) -> FeedEncoder:
     """Wrap a given model/embedder: pixels when it can take them, else bytes."""
     if isinstance(encoder, PixelModel):
         return PixelEncoder(encoder, settings)
     if isinstance(encoder, Embedder):
-        return BytesEncoder(encoder, settings)
+        return BytesEncoder(encoder, settings, request)
     raise TypeError(f"cannot encode images with {type(encoder).__name__}")
 
 
-async def open_encoder(settings: Settings) -> FeedEncoder:
-    """The encoder named by settings: the service at ``encoder_url``, else the local model."""
+async def open_encoder(settings: Settings, request: FeedRequest | None = None) -> FeedEncoder:
+    """The encoder named by settings: the service at ``encoder_url``; else the model with the
+    configured runtime (``CLIPSEARCH_RUNTIME``), in ``request.workers`` processes on the CPU,
+    in this process on a GPU (decoding in ``workers`` processes) or when ``workers`` is 0
+    (then with every core as intra-op threads)."""
+    workers = request.workers if request is not None else 0
     if settings.encoder_url:
         from clipsearch.encoder_client import RemoteEmbedder
 
         remote = RemoteEmbedder(settings.encoder_url, timeout_s=settings.encoder_timeout_s)
         try:
-            await remote.connect()
+            info = await remote.connect()
         except BaseException:
             await remote.close()
             raise
-        return BytesEncoder(remote, settings, closer=remote.close)
-    from clipsearch.models.model import ClipEncoder
+        return BytesEncoder(remote, settings, request, closer=remote.close,
+                            runtime=f"remote {info.runtime} on {info.device}")
+    from clipsearch.models.model import ClipEncoder, batch_threads
 
-    model = await asyncio.to_thread(ClipEncoder.load, settings.model,
-                                    revision=settings.model_revision, device=settings.device,
-                                    threads=settings.torch_threads)
-    return PixelEncoder(model, settings)
+    if settings.device.startswith("cuda"):
+        model = await asyncio.to_thread(ClipEncoder.from_settings, settings)
+        return PixelEncoder(model, settings, decode_workers=workers)
+    if workers <= 0:
+        model = await asyncio.to_thread(ClipEncoder.from_settings, settings,
+                                        threads=batch_threads(settings))
+        return PixelEncoder(model, settings)
+    from feeder.encode_pool import PoolEncoder
+
+    return await PoolEncoder.start(settings, workers=workers)

@@ -8,14 +8,14 @@ the index lacks or holds in another version, whatever moment the previous run wa
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import aclosing
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from tqdm import tqdm
@@ -23,8 +23,7 @@ from tqdm import tqdm
 from clipsearch.datasets.readers import read_source
 from clipsearch.datasets.records import Reason, Rejection
 from clipsearch.documents import DocumentBatch, DocumentFields
-from clipsearch.embeddings import Embeddings
-from clipsearch.errors import BackendUnavailable, ClipsearchError, InvalidImage, InvalidRequest
+from clipsearch.errors import ClipsearchError, InvalidRequest
 from clipsearch.index.base import SearchIndex
 from clipsearch.index.maintenance import complete_pending_flush
 from clipsearch.settings import Settings
@@ -33,7 +32,6 @@ from feeder.encoders import FeedEncoder
 from feeder.generation_feed import claim_for_feed
 from feeder.ledger import Ledger, fingerprint, ledger_path
 from feeder.plan import Planned, Planner, select
-from feeder.prepare import Prepared, bounded_map
 from feeder.report import FeedReport
 from feeder.request import FeedRequest
 from feeder.store import EmbeddingStore, StoredEntry, StoredRow
@@ -144,6 +142,7 @@ class FeedRun:
         assert req.source is not None
         check_dim(encoder.dim, self.index, f"model {encoder.model_id!r}")
         await claim_for_feed(self.index, encoder, model_id=encoder.model_id, dim=encoder.dim)
+        self.report.runtime = encoder.runtime
         store = EmbeddingStore(req.shard_dir(self.settings))
         self.report.embeddings_dir = store.root
         planner = Planner(self.dead, encoder.model_id, shard=req.shard_spec())
@@ -188,60 +187,30 @@ class FeedRun:
 
     async def _encode_and_feed(self, todo: list[Planned], encoder: FeedEncoder,
                                store: EmbeddingStore) -> None:
+        """Encode in batches (the encoder pipelines them: decoding ahead, workers or requests
+        in parallel, results in order); refused images go to the dead letters."""
         req = self.request
-        prepared = bounded_map(encoder.preparer(), [str(p.file) for p in todo],
-                               workers=req.workers, window=max(2 * req.batch_size, 4))
+        batches = list(chunks(todo, req.batch_size))
         buffer: list[tuple[Planned, np.ndarray]] = []
         last_shard = time.monotonic()
-        for batch in chunks(zip(todo, prepared, strict=True), req.batch_size):
-            buffer += await self._encode_batch(batch, encoder)
-            if len(buffer) >= req.shard_docs or time.monotonic() - last_shard > (
-                    req.shard_seconds):
-                await self._shard_and_feed(buffer, store)
-                buffer, last_shard = [], time.monotonic()
+        outcomes = encoder.encode_batches([[str(p.file) for p in b] for b in batches])
+        async with aclosing(outcomes):
+            i = 0
+            async for encoded in outcomes:
+                for p, out in zip(batches[i], encoded, strict=True):
+                    if out.vector is not None:
+                        buffer.append((p, out.vector))
+                    else:
+                        self._skip(Rejection(id=p.id, file=str(p.file),
+                                             reason=out.reason or Reason.encoder_error,
+                                             detail=out.detail))
+                i += 1
+                if len(buffer) >= req.shard_docs or time.monotonic() - last_shard > (
+                        req.shard_seconds):
+                    await self._shard_and_feed(buffer, store)
+                    buffer, last_shard = [], time.monotonic()
         if buffer:
             await self._shard_and_feed(buffer, store)
-
-    async def _encode_batch(self, batch: list[tuple[Planned, Prepared]],
-                            encoder: FeedEncoder) -> list[tuple[Planned, np.ndarray]]:
-        good: list[tuple[Planned, Prepared]] = []
-        for p, prep in batch:
-            if prep.reason is not None:
-                self._skip(Rejection(id=p.id, file=str(p.file), reason=prep.reason,
-                                     detail=prep.detail))
-            else:
-                good.append((p, prep))
-        if not good:
-            return []
-        try:
-            emb = await self._encode_retrying(encoder, [prep.payload for _, prep in good])
-            return [(p, emb.vectors[i]) for i, (p, _) in enumerate(good)]
-        except InvalidImage:
-            pass  # some image in the batch is refused: find it, keep the others
-        out: list[tuple[Planned, np.ndarray]] = []
-        for p, prep in good:
-            try:
-                emb = await self._encode_retrying(encoder, [prep.payload])
-                out.append((p, emb.vectors[0]))
-            except InvalidImage as exc:
-                self._skip(Rejection(id=p.id, file=str(p.file), reason=Reason.invalid_image,
-                                     detail=exc.message))
-        return out
-
-    async def _encode_retrying(self, encoder: FeedEncoder, payloads: list[Any]) -> Embeddings:
-        """An unreachable encoder is retried with backoff; then the run stops (a rerun
-        resumes from the shards already written)."""
-        req = self.request
-        for attempt in range(req.retries + 1):
-            try:
-                return await encoder.encode(payloads)
-            except BackendUnavailable as exc:
-                if attempt == req.retries:
-                    raise
-                delay = req.retry_base_s * 2**attempt
-                log.warning("encoder unavailable (%s); retry in %.1f s", exc.message, delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
 
     async def _shard_and_feed(self, buffer: list[tuple[Planned, np.ndarray]],
                               store: EmbeddingStore) -> None:

@@ -6,12 +6,8 @@ Nothing here raises for bad data, so one bad file never takes a worker or the ru
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from multiprocessing import get_context
-from typing import TypeVar
 
 import numpy as np
 
@@ -20,15 +16,30 @@ from clipsearch.errors import ImageTooLarge, InvalidImage
 from clipsearch.models.images import decode_image
 from clipsearch.models.preprocess import PreprocessSpec, preprocess
 
-T = TypeVar("T")
-R = TypeVar("R")
-
 
 @dataclass(frozen=True)
 class Prepared:
     payload: np.ndarray | bytes | None = None
     reason: Reason | None = None
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One image's outcome of the encoding stage: its unit vector, or why it has none."""
+
+    vector: np.ndarray | None = None
+    reason: Reason | None = None
+    detail: str = ""
+
+    @classmethod
+    def refused(cls, prep: Prepared) -> Encoded:
+        return cls(reason=prep.reason, detail=prep.detail)
+
+
+def prepare_all(fn: Callable[[str], Prepared], paths: Sequence[str]) -> list[Prepared]:
+    """``fn`` over a batch of paths (one task for a thread or process pool)."""
+    return [fn(p) for p in paths]
 
 
 def _read(path: str) -> bytes | Prepared:
@@ -72,24 +83,3 @@ def prepare_bytes(path: str, *, max_bytes: int, max_pixels: int) -> Prepared:
         return data
     img = _decode(data, max_bytes, max_pixels)
     return img if isinstance(img, Prepared) else Prepared(payload=data)
-
-
-def bounded_map(fn: Callable[[T], R], items: Iterable[T], *, workers: int,
-                window: int) -> Iterator[R]:
-    """``map(fn, items)`` in order, on ``workers`` processes (0: inline), with at most
-    ``window`` results in flight so memory stays flat on any dataset size."""
-    if workers <= 0:
-        yield from map(fn, items)
-        return
-    # spawn: the parent may hold torch threads; a forked child must not inherit them.
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
-    queue: deque[Future[R]] = deque()
-    try:
-        for item in items:
-            queue.append(pool.submit(fn, item))
-            if len(queue) >= window:
-                yield queue.popleft().result()
-        while queue:
-            yield queue.popleft().result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 class FeedReport(BaseModel):
     source: str
     model_id: str = ""
+    runtime: str = Field("", description="the encoder runtime that encoded (e.g. onnx)")
     read: int = 0
     indexed: int = Field(0, description="documents written to the index by this run")
     already_indexed: int = Field(0, description="unchanged documents the index already had")
@@ -41,6 +42,7 @@ class FeedReport(BaseModel):
         rows: list[tuple[str, str]] = [
             ("source", self.source),
             ("model", self.model_id or "-"),
+            ("runtime", self.runtime or "-"),
             ("read", str(self.read)),
             ("indexed", str(self.indexed)),
             ("already indexed", str(self.already_indexed)),

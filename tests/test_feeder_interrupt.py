@@ -45,7 +45,8 @@ def test_sigkill_mid_run_then_rerun(tmp_path: Path, tiny_clip_dir: Path) -> None
     data_dir = tmp_path / "data"
     env = {**os.environ, "CLIPSEARCH_DATA_DIR": str(data_dir),
            "CLIPSEARCH_MODEL": str(tiny_clip_dir), "CLIPSEARCH_FEED_SHARD_DOCS": "4",
-           "PYTHONPATH": str(REPO)}
+           # the in-process path; tests/test_feed_parallel.py kills a worker-process feed
+           "CLIPSEARCH_FEED_WORKERS": "0", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "feeder", "feed", str(ds.manifest), "--no-progress",
            "--batch-size", "4", "--feed-batch-size", "4"]
 

@@ -10,7 +10,7 @@ import numpy as np
 from clipsearch.errors import InvalidImage
 from clipsearch.evaluation.data import LabelledImage
 from clipsearch.models.images import decode_image
-from clipsearch.models.model import ClipEncoder
+from clipsearch.models.model import ClipEncoder, batch_threads
 from clipsearch.models.preprocess import preprocess
 from clipsearch.settings import Settings
 
@@ -29,9 +29,10 @@ class EvalEncoder:
 
     @classmethod
     def load(cls, model: str, settings: Settings) -> EvalEncoder:
-        return cls(ClipEncoder.load(model, revision=settings.model_revision,
-                                    device=settings.device, threads=settings.torch_threads),
-                   settings)
+        """``model`` with the configured runtime (``CLIPSEARCH_RUNTIME``) like every other
+        in-process user; evaluation is a batch job, so it takes every core."""
+        return cls(ClipEncoder.from_settings(settings, model=model,
+                                             threads=batch_threads(settings)), settings)
 
     @property
     def model_id(self) -> str:

@@ -7,6 +7,7 @@ feeder. Not thread-safe: callers run one call at a time.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -24,7 +25,13 @@ from clipsearch.models.loading import load_clip_parts
 from clipsearch.models.preprocess import PreprocessSpec, preprocess, resize_size
 from clipsearch.models.runtimes.base import Runtime
 from clipsearch.models.runtimes.onnx_runtime import default_cache_dir
-from clipsearch.models.runtimes.select import RuntimeOptions, build_runtime, select_runtime
+from clipsearch.models.runtimes.select import (
+    RuntimeOptions,
+    auto_reason,
+    build_runtime,
+    machine_summary,
+    select_runtime,
+)
 from clipsearch.models.text_cache import TextCache
 from clipsearch.settings import Settings
 
@@ -33,6 +40,24 @@ log = logging.getLogger(__name__)
 TEXT_BATCH = 64
 MAX_TEXT_CHARS = 16_384
 IMAGE_BATCH = 16
+
+
+def onnx_cache_dir(settings: Settings) -> Path:
+    return settings.data_dir / "cache" / "onnx"
+
+
+def announce_runtime(runtime: str, model: str, device: str, threads: int, why: str) -> None:
+    """The one log line saying which runtime encodes and why (callers that load copies, such
+    as the feeder's worker processes, load quietly and announce once through here)."""
+    log.info("runtime %s for %s on %s, %d thread(s) per process [%s]: %s", runtime, model,
+             device, threads, machine_summary(), why)
+
+
+def batch_threads(settings: Settings) -> int:
+    """Intra-op threads for a batch job in one process (evaluation, probe training, a feed
+    without worker processes): every core, or ``torch_threads`` if set higher. Serving keeps
+    ``torch_threads`` (1: latency-bound, DESIGN)."""
+    return max(os.cpu_count() or 1, settings.torch_threads)
 
 
 @dataclass(frozen=True)
@@ -60,14 +85,17 @@ class ClipEncoder:
     @classmethod
     def load(cls, model: str, *, revision: str | None = None, device: str = "cpu",
              threads: int | None = None, runtime: str = "torch",
-             cache_dir: Path | None = None, text_cache_size: int = 4096) -> ClipEncoder:
+             cache_dir: Path | None = None, text_cache_size: int = 4096,
+             announce: bool = True) -> ClipEncoder:
         """Load from a hub id or a local folder (``HF_HUB_OFFLINE`` is respected).
 
         ``runtime``: torch (fp32 reference), torch-bf16, torch-fp16 (CUDA), onnx, onnx-int8,
         or auto (the fastest within cos >= 0.999 of fp32, measured now). ``threads`` sets
         torch's intra-op threads for the process and ONNX Runtime's (DESIGN: 1; scale with
-        processes). ``cache_dir`` holds ONNX exports. Raises ``ModelLoadError`` when the
-        model is missing, ``ValueError`` for an unusable runtime.
+        processes). ``cache_dir`` holds ONNX exports. The runtime chosen and why is logged
+        once, at INFO (``announce=False``: not at all, for copies loaded by worker processes).
+        Raises ``ModelLoadError`` when the model is missing, ``ValueError`` for an unusable
+        runtime.
         """
         if threads is not None:
             torch.set_num_threads(threads)
@@ -81,10 +109,12 @@ class ClipEncoder:
                               image_size=parts.spec.output_size[0])
         if runtime == "auto":
             chosen, trials = select_runtime(parts.model, opts)
-            log.info("auto runtime: %s (%s)", chosen.name, ", ".join(
-                f"{t.name} {t.seconds * 1000:.0f} ms cos {t.min_cosine:.5f}" for t in trials))
+            why = auto_reason(trials)
         else:
             chosen = build_runtime(runtime, parts.model, opts)
+            why = "configured (CLIPSEARCH_RUNTIME or runtime=)"
+        if announce:
+            announce_runtime(chosen.name, parts.name, device, opts.threads, why)
         cfg = parts.model.config
         positions = int(getattr(cfg.text_config, "max_position_embeddings", 77))
         max_tokens = min(int(parts.tokenizer.model_max_length), positions)
@@ -97,13 +127,17 @@ class ClipEncoder:
                    text_cache_size=text_cache_size, identity=identity)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ClipEncoder:
-        """``load`` with the model, revision, device, runtime and threads from settings;
-        ONNX exports are cached under ``<data_dir>/cache/onnx``."""
-        return cls.load(settings.model, revision=settings.model_revision,
-                        device=settings.device, threads=settings.torch_threads,
-                        runtime=settings.runtime,
-                        cache_dir=settings.data_dir / "cache" / "onnx")
+    def from_settings(cls, settings: Settings, *, model: str | None = None,
+                      threads: int | None = None, runtime: str | None = None,
+                      announce: bool = True) -> ClipEncoder:
+        """``load`` with the model, revision, device, runtime and threads from settings (each
+        of the first three may be overridden, e.g. more threads for a batch job); ONNX exports
+        are cached under ``<data_dir>/cache/onnx``. Every in-process user of the model library
+        loads through here, so ``CLIPSEARCH_RUNTIME`` reaches all of them."""
+        return cls.load(model or settings.model, revision=settings.model_revision,
+                        device=settings.device, threads=threads or settings.torch_threads,
+                        runtime=runtime or settings.runtime,
+                        cache_dir=onnx_cache_dir(settings), announce=announce)
 
     # --- properties -------------------------------------------------------------------------
     @property

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from clipsearch.errors import InvalidImage
-from clipsearch.models.model import ClipEncoder
+from clipsearch.models.model import ClipEncoder, batch_threads
 from clipsearch.settings import Settings
 from clipsearch.steering.fit import FitOptions, fit_probe
 from clipsearch.steering.labels import LabelledImage
@@ -73,7 +73,7 @@ def encode_labelled(encoder: ClipEncoder, items: Sequence[LabelledImage], settin
 
 def train_probe(settings: Settings, request: TrainRequest, items: Sequence[LabelledImage],
                 encoder: ClipEncoder | None = None) -> TrainResult:
-    enc = encoder or ClipEncoder.from_settings(settings)
+    enc = encoder or ClipEncoder.from_settings(settings, threads=batch_threads(settings))
     encoded = encode_labelled(enc, items, settings)
     for line in encoded.skipped:
         log.warning("skipped %s", line)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import CLIPModel
 
 from clipsearch.models.runtimes.base import Runtime
@@ -106,7 +107,10 @@ def _time(rt: Runtime, pixels: np.ndarray, ids: np.ndarray, mask: np.ndarray) ->
 
 def auto_candidates(opts: RuntimeOptions) -> list[str]:
     if opts.device.startswith("cuda"):
-        return ["torch", "torch-fp16"]
+        names = ["torch", "torch-fp16"]
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            names.append("torch-bf16")
+        return names
     names = ["torch"]
     if cpu_supports_bf16():
         names.append("torch-bf16")
@@ -132,9 +136,21 @@ def select_runtime(model: CLIPModel, opts: RuntimeOptions,
             log.warning("runtime %s unavailable: %s", name, exc)
             continue
         trials.append(Trial(name=name, seconds=seconds, min_cosine=cos))
-        log.info("runtime %s: %.1f ms on the check batch, min cosine %.6f", name,
-                 seconds * 1000, cos)
         if cos >= MIN_COSINE and (best is None or seconds < best[0]):
             best = (seconds, rt)
     assert best is not None  # torch fp32 always qualifies
     return best[1], trials
+
+
+def machine_summary() -> str:
+    """The CPU features that decide which runtime is fast, e.g. ``cpu=AVX2 native_bf16=False``."""
+    return (f"cpu={torch.backends.cpu.get_cpu_capability()} "
+            f"native_bf16={cpu_supports_bf16()}")
+
+
+def auto_reason(trials: list[Trial]) -> str:
+    """Why ``auto`` chose what it chose, for the one log line."""
+    measured = ", ".join(f"{t.name} {t.seconds * 1000:.0f} ms cos {t.min_cosine:.5f}"
+                         for t in trials)
+    return (f"auto: the fastest within cos >= {MIN_COSINE} of fp32 on the check batch "
+            f"({measured})")
