@@ -24,7 +24,7 @@ t "$BIN/clipsearch" eval --generations g0 g1 --source "$OUT/dataset/manifest.jso
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do curl -sf "localhost:$PORT/health" > /dev/null && break; sleep 0.2; done
-q() { curl -s "localhost:$PORT/search?q=harbor&mode=$1&limit=1" | "$BIN/python" -c \
+q() { curl -s "localhost:$PORT/search?q=runway&mode=$1&limit=1" | "$BIN/python" -c \
   'import json,sys; b=json.load(sys.stdin); e=b.get("error"); print(e["status"], e["reason"], e["message"][:160]) if e else print(200, b["generation"], b["index_model"], b["total"])'; }
 echo "--- g0 active (untrained vectors, untrained encoder)"; q vector
 t "$BIN/clipsearch" activate g1
