@@ -1,4 +1,4 @@
-"""``clipsearch vespa package | lint | deploy``."""
+"""``clipsearch vespa package | lint | deploy | capacity``."""
 
 from __future__ import annotations
 
@@ -87,6 +87,23 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _capacity(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from clipsearch.index.vespa.capacity import CapacityInput, estimate, report
+
+    try:
+        inp = CapacityInput(docs=args.docs, dim=args.dim or Settings().embedding_dim,
+                            cell_type=args.cell_type, redundancy=args.redundancy,
+                            groups=args.groups, max_links=args.max_links, qps=args.qps,
+                            group_qps=args.group_qps, caption_bytes=args.caption_bytes)
+    except ValidationError as exc:
+        raise SystemExit("clipsearch vespa capacity: "
+                         + "; ".join(str(e["msg"]) for e in exc.errors())) from None
+    print(report(inp, estimate(inp)))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     vespa = sub.add_parser("vespa", help="Vespa application package: generate, lint, deploy")
     vsub = vespa.add_subparsers(dest="vespa_command", required=True, metavar="ACTION")
@@ -111,6 +128,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cluster.add_argument("--config-servers", type=int, default=None,
                          help="config servers: 1, 3 or 5 (default 1)")
     p.set_defaults(func=_package)
+
+    p = vsub.add_parser("capacity", help="memory, disk and content nodes for N images "
+                        "(an estimate from Vespa's sizing guidance)")
+    p.add_argument("--docs", type=int, required=True, help="number of images")
+    p.add_argument("--dim", type=int, default=None, help="default: CLIPSEARCH_EMBEDDING_DIM")
+    p.add_argument("--cell-type", default="float",
+                   choices=["float", "bfloat16", "int8", "binary"])
+    p.add_argument("--redundancy", type=int, default=2)
+    p.add_argument("--groups", type=int, default=1)
+    p.add_argument("--max-links", type=int, default=16, help="HNSW max-links-per-node")
+    p.add_argument("--caption-bytes", type=int, default=300,
+                   help="average length of an image's joined captions")
+    p.add_argument("--qps", type=float, default=None, help="queries per second to serve")
+    p.add_argument("--group-qps", type=float, default=None,
+                   help="measured QPS of one group (with --qps: groups needed)")
+    p.set_defaults(func=_capacity)
 
     p = vsub.add_parser("lint", help="check the package (bm25, HNSW, inputs, profiles)")
     p.add_argument("--dir", type=Path, default=DEFAULT_APP_DIR)
