@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from clipsearch.models.model import ClipEncoder, announce_runtime
 from clipsearch.settings import Settings
 from feeder.ordered import ordered_map
 from feeder.prepare import Encoded, prepare_pixels
+from feeder.worker_guard import exit_with_parent
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,6 @@ def _worker_model(spec: WorkerSpec) -> ClipEncoder:
 
 
 def worker_info(spec: WorkerSpec) -> WorkerInfo:
-    import os
-
     model = _worker_model(spec)
     return WorkerInfo(pid=os.getpid(), model_id=model.model_id, dim=model.dim,
                       runtime=model.runtime.name, space_id=model.space_id)
@@ -113,7 +113,8 @@ class PoolEncoder:
         spec = WorkerSpec(settings_json=settings.model_dump_json(), runtime=runtime,
                           threads=threads)
         # spawn: a forked child would inherit the parent's torch thread pool state.
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                   initializer=exit_with_parent, initargs=(os.getpid(),))
         try:
             loop = asyncio.get_running_loop()
             infos = await asyncio.gather(*(loop.run_in_executor(pool, worker_info, spec)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
@@ -33,6 +34,7 @@ from clipsearch.settings import Settings
 from feeder.ordered import ordered_map
 from feeder.prepare import Encoded, Prepared, prepare_all, prepare_bytes, prepare_pixels
 from feeder.request import FeedRequest
+from feeder.worker_guard import exit_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,8 @@ class PixelEncoder:
     def _executor(self) -> Executor:
         if self._decode_workers > 0:
             return ProcessPoolExecutor(max_workers=self._decode_workers,
-                                       mp_context=get_context("spawn"))
+                                       mp_context=get_context("spawn"),
+                                       initializer=exit_with_parent, initargs=(os.getpid(),))
         # PIL and numpy release the GIL while decoding and resizing, so one thread overlaps
         # the model (which releases it too) at no start-up cost.
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed-decode")

@@ -218,3 +218,27 @@ async def test_remote_path_pipelines_requests_in_order_with_retries(tmp_path: Pa
     for path, vec in zip(files, flat, strict=True):
         row = np.frombuffer(Path(path).read_bytes()[-8:], np.uint8).astype(np.float32) + 1
         assert vec is not None and np.allclose(vec, row / np.linalg.norm(row))
+
+
+async def test_decoding_in_processes_gives_the_same_vectors(tmp_path: Path,
+                                                            tiny_clip_dir: Path) -> None:
+    """The GPU path's DataLoader-style decoding (processes), exercised on the CPU."""
+    from clipsearch.models.model import ClipEncoder
+    from feeder.encoders import PixelEncoder
+
+    exp = make_generic(tmp_path / "src", n_good=5)
+    files = sorted(str(p) for p in (tmp_path / "src/images").iterdir())
+    batches = [files[i:i + 3] for i in range(0, len(files), 3)]
+    clip = ClipEncoder.load(str(tiny_clip_dir), runtime="torch", threads=1)
+    settings = Settings(max_image_pixels=MAX_PIXELS)
+    inline = [o async for b in PixelEncoder(clip, settings).encode_batches(batches) for o in b]
+    spawned = [o async for b in PixelEncoder(clip, settings, decode_workers=2)
+               .encode_batches(batches) for o in b]
+    assert len(inline) == len(spawned) == len(files) and exp.rows > 0
+    for a, b in zip(inline, spawned, strict=True):
+        assert (a.reason, a.detail) == (b.reason, b.detail)
+        assert (a.vector is None) == (b.vector is None)
+        if a.vector is not None and b.vector is not None:
+            assert np.allclose(a.vector, b.vector, atol=1e-6)
+    assert any(o.reason is not None for o in inline) and any(o.vector is not None
+                                                             for o in inline)
