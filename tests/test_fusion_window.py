@@ -32,9 +32,10 @@ WORDS = ["harbor", "river", "forest", "desert", "bridge", "field", "road", "lake
 FILLER = ["small", "large", "old", "new", "busy"]
 
 
-def _corpus() -> list[ImageDocument]:
+def deep_corpus(dim: int = DIM) -> list[ImageDocument]:
+    """500 documents; "harbor" in 56 captions (fewer than any window)."""
     rng = np.random.default_rng(17)
-    vectors = l2_normalize(rng.normal(size=(N_DOCS, DIM)))
+    vectors = l2_normalize(rng.normal(size=(N_DOCS, dim)))
     docs = []
     for i in range(N_DOCS):
         # 1 in 9 captions says "harbor" (56 lexical matches: fewer than any window, so both
@@ -46,8 +47,12 @@ def _corpus() -> list[ImageDocument]:
     return docs
 
 
-CORPUS = _corpus()
-QUERY = [float(x) for x in l2_normalize(np.random.default_rng(3).normal(size=DIM))[0]]
+def query_vector(dim: int = DIM) -> list[float]:
+    return [float(x) for x in l2_normalize(np.random.default_rng(3).normal(size=dim))[0]]
+
+
+CORPUS = deep_corpus()
+QUERY = query_vector()
 
 
 @pytest.fixture(scope="module")
@@ -71,21 +76,21 @@ async def engines(tmp_path_factory: pytest.TempPathFactory
         assert server.violations == [], server.violations
 
 
-def _plan(fusion: Fusion, *, offset: int, limit: int = 50, candidates: int = 100,
-          rrf_k: int = 30) -> SearchPlan:
-    return SearchPlan(mode=Mode.hybrid, text="harbor", vector=QUERY, offset=offset,
+def hybrid_plan(fusion: Fusion, *, offset: int, limit: int = 50, candidates: int = 100,
+                rrf_k: int = 30, vector: list[float] | None = None) -> SearchPlan:
+    return SearchPlan(mode=Mode.hybrid, text="harbor", vector=vector or QUERY, offset=offset,
                       limit=limit, candidates=candidates,
                       hybrid=HybridParameters(fusion=fusion, rrf_k=rrf_k))
 
 
 def test_which_plans_are_client_fused() -> None:
-    assert fused_by_client(_plan(Fusion.rrf_textbook, offset=0))
-    assert fused_by_client(_plan(Fusion.rrf, offset=0, rrf_k=30))
-    assert not fused_by_client(_plan(Fusion.rrf, offset=0, rrf_k=60))
-    assert not fused_by_client(_plan(Fusion.linear, offset=900))
-    check_fusion_window(_plan(Fusion.rrf, offset=650, limit=50))  # 2 x 700 = the limit
+    assert fused_by_client(hybrid_plan(Fusion.rrf_textbook, offset=0))
+    assert fused_by_client(hybrid_plan(Fusion.rrf, offset=0, rrf_k=30))
+    assert not fused_by_client(hybrid_plan(Fusion.rrf, offset=0, rrf_k=60))
+    assert not fused_by_client(hybrid_plan(Fusion.linear, offset=900))
+    check_fusion_window(hybrid_plan(Fusion.rrf, offset=650, limit=50))  # 2 x 700 = the limit
     with pytest.raises(FusionWindowTooDeep, match="700 per leg"):
-        check_fusion_window(_plan(Fusion.rrf, offset=651, limit=50))
+        check_fusion_window(hybrid_plan(Fusion.rrf, offset=651, limit=50))
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -95,7 +100,7 @@ async def test_deep_pages_equal_the_embedded_engine(
         engines: tuple[SearchIndex, SearchIndex, LoopbackVespa], fusion: Fusion,
         offset: int) -> None:
     vespa, embedded, server = engines
-    plan = _plan(fusion, offset=offset)
+    plan = hybrid_plan(fusion, offset=offset)
     before = len(server.searches())
     got = await vespa.search(plan)
     want = await embedded.search(plan)
@@ -119,10 +124,10 @@ async def test_too_deep_is_refused_alike(
     before = len(server.searches())
     for index in (vespa, embedded):
         with pytest.raises(InvalidRequest, match=str(MAX_CLIENT_FUSED_HITS)) as info:
-            await index.search(_plan(fusion, offset=900, limit=50))
+            await index.search(hybrid_plan(fusion, offset=900, limit=50))
         assert info.value.reason == "fusion_window_too_deep"
         with pytest.raises(InvalidRequest):
-            await index.search(_plan(fusion, offset=0, candidates=800))
+            await index.search(hybrid_plan(fusion, offset=0, candidates=800))
     assert len(server.searches()) == before  # refused before asking Vespa
 
 
@@ -131,7 +136,7 @@ async def test_server_fused_deep_page_is_one_request(
         engines: tuple[SearchIndex, SearchIndex, LoopbackVespa]) -> None:
     vespa, _, server = engines
     before = len(server.searches())
-    result = await vespa.search(_plan(Fusion.rrf, offset=450, limit=50, rrf_k=60))
+    result = await vespa.search(hybrid_plan(Fusion.rrf, offset=450, limit=50, rrf_k=60))
     bodies = server.searches()[before:]
     assert [(b["offset"], b["hits"]) for b in bodies] == [(450, 50)]
     assert len(result.hits) == 50
