@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,9 @@ class Settings(BaseSettings):
         "en", pattern=r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$",
         description="Language of the captions and queries (set_language in the schema, "
         "model.locale on queries): Vespa detects it otherwise, per caption and per query")
+    vespa_cell_type: Literal["float", "bfloat16"] = Field(
+        "float", description="Cell type of the embedding field in the generated package: "
+        "bfloat16 halves the vectors' memory (clipsearch vespa package --cell-type)")
 
     # --- model / encoder ---
     model: str = "openai/clip-vit-base-patch32"

@@ -39,9 +39,10 @@ def _package(args: argparse.Namespace) -> int:
     settings = Settings()
     dim = args.dim or settings.embedding_dim
     language = args.language or settings.vespa_language
+    cell_type = args.cell_type or settings.vespa_cell_type
     topology = _topology(args)
-    files = (hosts.render(topology, dim, language) if topology is not None
-             else package.render(dim, language))
+    files = (hosts.render(topology, dim, language, cell_type) if topology is not None
+             else package.render(dim, language, cell_type))
     if args.check:
         diffs = hosts.differences(args.dir, files)
         for d in diffs:
@@ -114,6 +115,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--language", default=None,
                    help="the captions' language for set_language (default: "
                         "CLIPSEARCH_VESPA_LANGUAGE, en)")
+    p.add_argument("--cell-type", default=None, choices=["float", "bfloat16"],
+                   help="the embedding field's cells (default: CLIPSEARCH_VESPA_CELL_TYPE, "
+                        "float); bfloat16 halves the vectors' memory")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if the files differ from the generator's output")
     cluster = p.add_argument_group(

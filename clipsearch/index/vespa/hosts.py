@@ -129,9 +129,10 @@ def hosts_xml(t: Topology) -> str:
     return _pretty(root)
 
 
-def render(t: Topology, dim: int = 512, language: str = n.DEFAULT_LANGUAGE) -> dict[str, str]:
+def render(t: Topology, dim: int = 512, language: str = n.DEFAULT_LANGUAGE,
+           cell_type: str = package.DEFAULT_CELL_TYPE) -> dict[str, str]:
     """The single-node package's schema with the cluster's services.xml and hosts.xml."""
-    files = package.render(dim, language)
+    files = package.render(dim, language, cell_type)
     files["services.xml"] = services_xml(t)
     files["hosts.xml"] = hosts_xml(t)
     return files

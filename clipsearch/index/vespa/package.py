@@ -75,6 +75,8 @@ from clipsearch.search import DEFAULT_ALPHA, DEFAULT_SATURATION
 
 DEFAULT_RERANK_COUNT = 200
 DEFAULT_LANGUAGE = n.DEFAULT_LANGUAGE  # CLIPSEARCH_VESPA_LANGUAGE
+DEFAULT_CELL_TYPE = "float"  # CLIPSEARCH_VESPA_CELL_TYPE (float | bfloat16)
+CELL_TYPES = ("float", "bfloat16")
 FIRST_PHASE_HYBRID = (
     f"closeness(field, {n.F_EMBEDDING}) + bm25({n.F_CAPTION}) / (bm25({n.F_CAPTION}) + 10)"
 )
@@ -84,7 +86,8 @@ FIRST_PHASE_SCORE = (
 )
 
 
-def _fields(dim: int, language: str = DEFAULT_LANGUAGE) -> list[Field]:
+def _fields(dim: int, language: str = DEFAULT_LANGUAGE,
+            cell_type: str = DEFAULT_CELL_TYPE) -> list[Field]:
     return [
         Field(n.F_ID, "string", indexing=["attribute", "summary"],
               attribute=["fast-search"], match=["cased"]),
@@ -101,7 +104,8 @@ def _fields(dim: int, language: str = DEFAULT_LANGUAGE) -> list[Field]:
         ],
         Field(n.F_IMAGE_URI, "string", indexing=["summary"]),
         Field(n.F_MODEL_ID, "string", indexing=["attribute", "summary"]),
-        Field(n.F_EMBEDDING, f"tensor<float>(x[{dim}])", indexing=["attribute", "index"],
+        # bfloat16 halves the vectors' memory; queries stay tensor<float> (Vespa converts)
+        Field(n.F_EMBEDDING, f"tensor<{cell_type}>(x[{dim}])", indexing=["attribute", "index"],
               ann=HNSW(distance_metric="prenormalized-angular", max_links_per_node=16,
                        neighbors_to_explore_at_insert=200)),
     ]
@@ -146,12 +150,13 @@ def rank_profiles(dim: int) -> list[RankProfile]:
     ]
 
 
-def application_package(dim: int = 512, language: str = DEFAULT_LANGUAGE) -> ApplicationPackage:
+def application_package(dim: int = 512, language: str = DEFAULT_LANGUAGE,
+                        cell_type: str = DEFAULT_CELL_TYPE) -> ApplicationPackage:
     """The whole application: one schema ``image``; services.xml from pyvespa's defaults
     (a container with search + document-api, one content cluster)."""
     schema = Schema(
         n.SCHEMA,
-        document=Document(fields=_fields(dim, language)),
+        document=Document(fields=_fields(dim, language, cell_type)),
         fieldsets=[FieldSet("default", [n.F_CAPTION])],
         rank_profiles=rank_profiles(dim),
     )
@@ -159,9 +164,10 @@ def application_package(dim: int = 512, language: str = DEFAULT_LANGUAGE) -> App
                               create_query_profile_by_default=False)
 
 
-def render(dim: int = 512, language: str = DEFAULT_LANGUAGE) -> dict[str, str]:
+def render(dim: int = 512, language: str = DEFAULT_LANGUAGE,
+           cell_type: str = DEFAULT_CELL_TYPE) -> dict[str, str]:
     """Relative path -> file text, exactly what is checked in under ``vespa-app/``."""
-    app = application_package(dim, language)
+    app = application_package(dim, language, cell_type)
     files = {"services.xml": app.services_to_text}
     for schema in app.schemas:
         files[f"schemas/{schema.name}.sd"] = schema.schema_to_text
