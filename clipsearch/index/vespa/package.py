@@ -50,7 +50,10 @@ sources):
    fields.) Without a nearestNeighbor (mode ``lexical``) closeness is 0 and the client
    reports the vector leg as absent.
 5. Linguistics: Vespa's English stemmer (OpenNLP/kstem) is not LanceDB's Snowball stemmer;
-   both lower-case and keep stop words, but a few words stem differently.
+   both lower-case and keep stop words, but a few words stem differently. The language is
+   set, never detected: ``"<lang>" | set_language`` before the caption is indexed and
+   ``model.locale`` on every query with text (docs: linguistics, "a very common query
+   problem" when a short query is detected as another language).
 """
 
 from __future__ import annotations
