@@ -6,26 +6,34 @@ import argparse
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from typing import TypeVar
 
 from clipsearch.errors import InvalidRequest
 from clipsearch.index import open_index
 from clipsearch.index.base import GenerationalIndex
 from clipsearch.index.generations import Generation
+from clipsearch.index.writer_lock import index_dir_of, writer_lock
 from clipsearch.models.identity import short_space
 from clipsearch.settings import Settings
 
 T = TypeVar("T")
 
 
-def _with_index(settings: Settings, job: Callable[[GenerationalIndex], Awaitable[T]]) -> T:
+def _with_index(settings: Settings, job: Callable[[GenerationalIndex], Awaitable[T]], *,
+                writer: str | None = None) -> T:
+    """Run ``job`` on the configured index; ``writer``: hold the writer lock as that
+    command (a drop must not delete a table a reindex is writing)."""
+
     async def go() -> T:
         index = open_index(settings)
+        lock_dir = index_dir_of(index) if writer else None
         try:
             if not isinstance(index, GenerationalIndex):
                 raise InvalidRequest("this index engine has no generations yet",
                                      reason="no_generations")
-            return await job(index)
+            with nullcontext() if lock_dir is None else writer_lock(lock_dir, writer or ""):
+                return await job(index)
         finally:
             await index.close()
 
@@ -60,7 +68,8 @@ def _activate(args: argparse.Namespace) -> int:
 
 
 def _drop(args: argparse.Namespace) -> int:
-    gen = _with_index(Settings(), lambda index: index.drop_generation(args.generation))
+    gen = _with_index(Settings(), lambda index: index.drop_generation(args.generation),
+                      writer="clipsearch drop")
     print(f"dropped {gen.describe()}")
     return 0
 
