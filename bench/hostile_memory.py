@@ -109,8 +109,8 @@ def main() -> int:
         serve(args)
         return 0
 
+    from clipsearch.loopback import free_port, wait_until_up
     from clipsearch.settings import Settings
-    from tests.servers import free_port, wait_until_up
 
     budget = args.max_request_pixels or Settings().max_request_pixels
     with tempfile.TemporaryDirectory() as tmp:

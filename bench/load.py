@@ -33,7 +33,6 @@ import asyncio
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -53,6 +52,7 @@ from clipsearch.documents import ImageDocument
 from clipsearch.embeddings import Embeddings, l2_normalize
 from clipsearch.index import open_index
 from clipsearch.index.base import SearchIndex
+from clipsearch.loopback import free_port
 from clipsearch.search import Mode, SearchPlan
 from clipsearch.settings import Settings
 
@@ -227,12 +227,6 @@ def serve(args: argparse.Namespace) -> None:
     else:
         app = create_app(settings, embedder=HashEmbedder(args.dim))
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:

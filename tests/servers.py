@@ -1,42 +1,16 @@
-"""Servers on loopback for tests: a free port, polling a URL with a deadline, and uvicorn
-serving an app in a thread. No fixed sleeps: every wait is a poll bounded by a deadline."""
+"""Servers on loopback for tests: uvicorn serving an app in a thread, plus the free-port and
+poll-with-a-deadline helpers of ``clipsearch.loopback``. No fixed sleeps."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import threading
-import time
 from typing import Any
 
-import httpx
 import uvicorn
 
+from clipsearch.loopback import free_port, wait_until_up
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until_up(url: str, deadline_s: float = 60.0, *,
-                  proc: subprocess.Popen[bytes] | None = None,
-                  thread: threading.Thread | None = None) -> None:
-    """Poll ``url`` until it answers 200; fail early if ``proc`` or ``thread`` died."""
-    deadline = time.monotonic() + deadline_s
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}")
-        if thread is not None and not thread.is_alive():
-            raise AssertionError("the test server thread exited during startup")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.05)  # poll interval, bounded by the deadline
-    raise AssertionError(f"{url} did not come up within {deadline_s:.0f} s: {last}")
+__all__ = ["ThreadServer", "free_port", "wait_until_up"]
 
 
 class ThreadServer:
