@@ -203,7 +203,7 @@ class FeedResult:
 
 
 async def feed_rate(model: Path, data_dir: Path, manifest: Path, n: int, workers: int,
-                    tag: str) -> FeedResult:
+                    tag: str, log_every_s: float = 0.0) -> FeedResult:
     from clipsearch.index import open_index
     from clipsearch.settings import Settings
     from feeder.commands import FeedRequest
@@ -220,14 +220,26 @@ async def feed_rate(model: Path, data_dir: Path, manifest: Path, n: int, workers
     peak = [0.0]
     stop = threading.Event()
 
+    ledger = data_dir / "feeder"
+    t_feed = [time.perf_counter()]
+
     def sample() -> None:
+        last_print = time.perf_counter()
         while not stop.wait(0.5):
-            peak[0] = max(peak[0], tree_rss_mib())
+            rss = tree_rss_mib()
+            peak[0] = max(peak[0], rss)
+            if log_every_s and time.perf_counter() - last_print >= log_every_s:
+                last_print = time.perf_counter()
+                done = sum(len(f.read_bytes().splitlines())
+                           for f in ledger.glob(f"ledger-*-bench_{tag}-*.jsonl"))
+                print(f"    [{tag}] {time.perf_counter() - t_feed[0]:6.0f} s: {done} images "
+                      f"indexed, RSS {rss:.0f} MiB", flush=True)
 
     sampler = threading.Thread(target=sample, daemon=True)
     try:
         await index.ensure_ready()
         rss_start = tree_rss_mib()
+        t_feed[0] = time.perf_counter()
         sampler.start()
         report = await feed(settings, req, index, encoder)
         rss_end = tree_rss_mib()
@@ -281,13 +293,14 @@ async def bench_images(tmp: Path, n_images: int, workers: list[int], *,
     for kind in sets:
         manifest = make_image_set(work / kind, kind, n_images)
         files = manifest_files(manifest)
-        data_dir = tmp / f"feed-{kind}"
-        shutil.rmtree(data_dir, ignore_errors=True)
+        data_dir = work / "feed-data"  # the ONNX export is cached here between runs
+        stamp = time.strftime("%H%M%S")
         rates: dict[str, list[float]] = {}
         runtime = "?"
         for r in range(rounds):
             for w in workers:
-                res = await feed_rate(model, data_dir, manifest, len(files), w, f"{kind}{r}w{w}")
+                res = await feed_rate(model, data_dir, manifest, len(files), w,
+                                      f"{kind}{stamp}r{r}w{w}")
                 runtime = res.runtime
                 rates.setdefault(f"feeder workers={w}", []).append(res.rate)
                 rates.setdefault(f"feeder workers={w} incl. start", []).append(res.wall_rate)
@@ -332,7 +345,8 @@ def bench_long(tmp: Path, n_images: int, kind: str, workers: int,
     model = build_base_clip(work / "vit-b32")
     manifest = make_image_set(work / kind, kind, n_images)
     print(f"[long] CPU: {cpu_flags()}")
-    res = asyncio.run(feed_rate(model, tmp / "feed-long", manifest, n_images, workers, "long"))
+    res = asyncio.run(feed_rate(model, work / "feed-data", manifest, n_images, workers,
+                                f"long{time.strftime('%H%M%S')}", log_every_s=60.0))
     print(f"[long] {n_images} {kind}, workers={workers}, runtime {res.runtime}: "
           f"{res.rate:.2f} images/s; RSS (feeder + workers) start {res.rss_start:.0f} MiB, "
           f"end {res.rss_end:.0f} MiB, peak {res.rss_peak:.0f} MiB")
