@@ -25,16 +25,18 @@ def _settings_with_port(field: str, port: int | None) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    settings = _settings_with_port("api_port", args.port)  # bad settings fail before the import
     from services.api.server import serve
 
-    serve(_settings_with_port("api_port", args.port))
+    serve(settings)
     return 0
 
 
 def _encoder(args: argparse.Namespace) -> int:
+    settings = _settings_with_port("encoder_port", args.port)
     from services.encoder.app import serve
 
-    serve(_settings_with_port("encoder_port", args.port))
+    serve(settings)
     return 0
 
 

@@ -10,6 +10,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Feeds in tests encode a few dozen images in one process (threads): spawning a worker pool
+# would cost more than the encoding. tests/test_feed_parallel.py sets its own worker count and
+# covers the process pool (the default on a real machine), its kill and its equivalence.
+os.environ.setdefault("CLIPSEARCH_FEED_WORKERS", "0")
 
 
 @pytest.fixture(scope="session")

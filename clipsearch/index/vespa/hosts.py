@@ -149,11 +149,4 @@ def write(target: Path, files: dict[str, str]) -> list[Path]:
 
 
 def differences(target: Path, files: dict[str, str]) -> list[str]:
-    out = []
-    for rel, text in files.items():
-        path = target / rel
-        if not path.is_file():
-            out.append(f"{rel}: missing")
-        elif path.read_text(encoding="utf-8") != text:
-            out.append(f"{rel}: differs from the generator's output")
-    return out
+    return package.differences_from(target, files)

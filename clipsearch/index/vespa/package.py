@@ -190,8 +190,14 @@ def write(target: Path, dim: int = 512, language: str = DEFAULT_LANGUAGE) -> lis
 
 def differences(target: Path, dim: int = 512, language: str = DEFAULT_LANGUAGE) -> list[str]:
     """Files under ``target`` that are missing or differ from the generator's output."""
+    return differences_from(target, render(dim, language))
+
+
+def differences_from(target: Path, files: dict[str, str]) -> list[str]:
+    """Which of ``files`` (relative path -> expected text) are missing or differ under
+    ``target``: the check of every generated package, single-node or cluster."""
     out = []
-    for rel, text in render(dim, language).items():
+    for rel, text in files.items():
         path = target / rel
         if not path.is_file():
             out.append(f"{rel}: missing")
