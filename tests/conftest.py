@@ -30,3 +30,18 @@ def sample_dataset(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no
     from clipsearch.datasets.sample import make_sample_dataset
 
     return make_sample_dataset(tmp_path_factory.mktemp("sample-data"))
+
+
+@pytest.fixture(scope="session")
+def word_category(sample_dataset) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Caption words of the sample set, each used by one category's captions only (read from
+    the records, never hard-coded): word -> category."""
+    from tests.sample_words import category_words
+
+    return {word: category for category, word in category_words(sample_dataset.records).items()}
+
+
+@pytest.fixture(scope="session")
+def word(word_category: dict[str, str]) -> str:
+    """A caption word of one category."""
+    return next(iter(word_category))

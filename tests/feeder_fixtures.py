@@ -9,11 +9,15 @@ from __future__ import annotations
 import io
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
+
+from clipsearch.index import open_index
+from clipsearch.settings import Settings
 
 # Settings for feeder tests: a bomb is anything above this many pixels.
 MAX_PIXELS = 100 * 100
@@ -231,3 +235,18 @@ class MemoryIndex:
 
     async def close(self) -> None:
         return None
+
+
+async def stored_embeddings(settings: Settings, ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """The index of ``settings`` holds exactly ``ids`` (count and each get): their embeddings."""
+    index = open_index(settings)
+    try:
+        assert await index.count() == len(ids)
+        out = {}
+        for doc_id in ids:
+            doc = await index.get(doc_id)
+            assert doc is not None, doc_id
+            out[doc_id] = np.asarray(doc.embedding, dtype=np.float32)
+        return out
+    finally:
+        await index.close()

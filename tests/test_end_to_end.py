@@ -17,20 +17,8 @@ from fastapi.testclient import TestClient
 from clipsearch.settings import Settings
 from feeder.commands import FeedRequest, run_feed
 from services.api.app import create_app
-from tests.sample_words import a_caption, category_words, split_word
+from tests.sample_words import a_caption, split_word
 from tests.servers import ThreadServer, free_port, wait_until_up
-
-
-@pytest.fixture(scope="module")
-def word_category(sample_dataset: Any) -> dict[str, str]:
-    """Three caption words, each used by one category's captions only (read from the records)."""
-    return {word: category for category, word in category_words(sample_dataset.records).items()}
-
-
-@pytest.fixture(scope="module")
-def word(word_category: dict[str, str]) -> str:
-    """A caption word of one category."""
-    return next(iter(word_category))
 
 
 @pytest.fixture(scope="module")

@@ -19,29 +19,14 @@ import pytest
 from clipsearch.datasets.sample import make_sample_dataset
 from clipsearch.embeddings import Embeddings, l2_normalize
 from clipsearch.errors import BackendUnavailable
-from clipsearch.index import open_index
 from clipsearch.settings import Settings
 from feeder.commands import FeedRequest, run_feed_async
 from feeder.encoders import BytesEncoder
 from feeder.ordered import ordered_map
-from tests.feeder_fixtures import MAX_PIXELS, make_generic
+from tests.feeder_fixtures import MAX_PIXELS, make_generic, stored_embeddings
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_S = 300.0  # generous: a shared 2-core box can be 5x oversubscribed
-
-
-async def embeddings(settings: Settings, ids: Sequence[str]) -> dict[str, np.ndarray]:
-    index = open_index(settings)
-    try:
-        assert await index.count() == len(ids)
-        out = {}
-        for doc_id in ids:
-            doc = await index.get(doc_id)
-            assert doc is not None, doc_id
-            out[doc_id] = np.asarray(doc.embedding, dtype=np.float32)
-        return out
-    finally:
-        await index.close()
 
 
 async def test_runtime_setting_reaches_parallel_feed_and_matches_serial_fp32(
@@ -70,8 +55,8 @@ async def test_runtime_setting_reaches_parallel_feed_and_matches_serial_fp32(
     assert (report.indexed, report.skipped_by_reason, report.repaired_by_reason) == (
         ref.indexed, ref.skipped_by_reason, ref.repaired_by_reason)
     assert report.indexed == len(exp.good) and report.consistent
-    got = await embeddings(parallel, exp.good)
-    want = await embeddings(serial, exp.good)
+    got = await stored_embeddings(parallel, exp.good)
+    want = await stored_embeddings(serial, exp.good)
     cosines = [float(got[i] @ want[i]) for i in exp.good]
     assert min(cosines) >= 0.999, cosines
 
@@ -131,7 +116,7 @@ def test_killed_parallel_feed_reruns_to_exactly_the_source(tmp_path: Path,
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "encoded" in rerun.stdout
     settings = Settings(data_dir=data_dir)
-    vectors = asyncio.run(embeddings(settings, ids))  # count == source, every id present
+    vectors = asyncio.run(stored_embeddings(settings, ids))  # count == source, every id present
     assert set(vectors) == set(ids)
 
 

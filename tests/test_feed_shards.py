@@ -14,11 +14,10 @@ import pytest
 from pydantic import ValidationError
 
 from clipsearch.errors import InvalidRequest
-from clipsearch.index import open_index
 from clipsearch.settings import Settings
 from feeder.commands import FeedRequest, run_feed_async
 from feeder.shards import Shard, shard_of
-from tests.feeder_fixtures import MAX_PIXELS, make_generic
+from tests.feeder_fixtures import MAX_PIXELS, make_generic, stored_embeddings
 
 N = 3
 
@@ -37,20 +36,6 @@ def _settings(root: Path, tiny_clip_dir: Path) -> Settings:
 def _request(source: Path, dead: Path, **kw: object) -> FeedRequest:
     return FeedRequest(source=source, progress=False, dead_letter=dead, retry_base_s=0.0,
                        **kw)  # type: ignore[arg-type]
-
-
-async def _contents(settings: Settings, ids: list[str]) -> dict[str, list[float]]:
-    index = open_index(settings)
-    try:
-        assert await index.count() == len(ids)
-        out = {}
-        for doc_id in ids:
-            doc = await index.get(doc_id)
-            assert doc is not None, doc_id
-            out[doc_id] = doc.embedding
-        return out
-    finally:
-        await index.close()
 
 
 def _dead(path: Path) -> Counter[tuple[str, str]]:
@@ -101,7 +86,7 @@ async def test_union_of_three_shards_is_the_full_feed(tmp_path: Path, tiny_clip_
     full = await run_feed_async(full_settings, _request(exp.source, tmp_path / "full.jsonl"),
                                 encoder=clip)
     assert full.indexed == len(exp.good)
-    want = await _contents(full_settings, exp.good)
+    want = await stored_embeddings(full_settings, exp.good)
 
     sharded = _settings(tmp_path / "sharded", tiny_clip_dir)
     indexed, dead = [], Counter[tuple[str, str]]()
@@ -113,7 +98,7 @@ async def test_union_of_three_shards_is_the_full_feed(tmp_path: Path, tiny_clip_
         indexed.append(report.indexed)
         dead += _dead(tmp_path / f"dead{k}.jsonl")
     assert sum(indexed) == len(exp.good) and all(n > 0 for n in indexed)  # disjoint, all used
-    got = await _contents(sharded, exp.good)
+    got = await stored_embeddings(sharded, exp.good)
     assert set(got) == set(want)
     for doc_id in want:
         assert np.allclose(got[doc_id], want[doc_id], atol=1e-6), doc_id
@@ -126,4 +111,4 @@ async def test_union_of_three_shards_is_the_full_feed(tmp_path: Path, tiny_clip_
         dead_letter=tmp_path / "d.jsonl", shard=f"1/{N}"))
     mine = sorted(i for i in exp.good if shard_of(i, N) == 1)
     assert report.indexed == len(mine) == indexed[1]
-    await _contents(only, mine)
+    await stored_embeddings(only, mine)

@@ -20,7 +20,6 @@ from clipsearch.settings import Settings
 from feeder.commands import FeedRequest, run_feed
 from services.api.app import create_app
 from tests.browser import find_browser, launch, wait_for
-from tests.sample_words import category_words
 from tests.servers import ThreadServer
 
 PAGE_LIMIT = 24  # the page asks for this many hits
@@ -52,17 +51,6 @@ def server(tiny_clip_dir: Path, sample_dataset: Any,
     assert report.indexed == len(sample_dataset.records), report.summary()
     with ThreadServer(create_app(settings)) as srv:
         yield srv
-
-
-@pytest.fixture(scope="module")
-def word_category(sample_dataset: Any) -> dict[str, str]:
-    """Caption words, each used by one category's captions only (read from the records)."""
-    return {word: category for category, word in category_words(sample_dataset.records).items()}
-
-
-@pytest.fixture(scope="module")
-def word(word_category: dict[str, str]) -> str:
-    return next(iter(word_category))
 
 
 @pytest.fixture(scope="module")
