@@ -7,20 +7,29 @@ from pathlib import Path
 from clipsearch.training.config import FinetuneConfig, FinetuneResult
 
 
+def front_matter(base_model: str, tags: list[str]) -> str:
+    """The Hugging Face model card header (YAML) every clipsearch-trained model carries."""
+    return f"""---
+library_name: transformers
+pipeline_tag: zero-shot-image-classification
+base_model: {base_model}
+tags: [{", ".join(tags)}]
+---
+"""
+
+
+def settings_table(settings: dict[str, object]) -> str:
+    rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in settings.items())
+    return f"| setting | value |\n|---|---|\n{rows}"
+
+
 def render_model_card(cfg: FinetuneConfig, result: FinetuneResult) -> str:
     settings = cfg.model_dump(mode="json", exclude={"out_dir", "data_description"})
     rows = "\n".join(
         f"| {m.epoch} | {'' if m.train_loss is None else f'{m.train_loss:.4f}'} "
         f"| {m.val_mrr:.4f} | {m.val_recall_at_1:.4f} | {m.seconds:.1f} |"
         for m in result.epochs)
-    setting_rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in settings.items())
-    return f"""---
-library_name: transformers
-pipeline_tag: zero-shot-image-classification
-base_model: {cfg.model}
-tags: [clip, clipsearch, contrastive-finetuning]
----
-
+    return f"""{front_matter(cfg.model, ["clip", "clipsearch", "contrastive-finetuning"])}
 # CLIP fine-tuned with `clipsearch finetune`
 
 Base model: `{cfg.model}`. Load it like any CLIP checkpoint:
@@ -40,9 +49,7 @@ flips, 90-degree turns, colour jitter. Best epoch by validation MRR (text -> ima
 validation caption a query over all validation images); early stopping after `patience`
 epochs without improvement.
 
-| setting | value |
-|---|---|
-{setting_rows}
+{settings_table(settings)}
 
 ## Metrics
 

@@ -1,4 +1,4 @@
-"""``clipsearch finetune`` and ``clipsearch demo-model``."""
+"""``clipsearch finetune``, ``clipsearch demo-model`` and ``clipsearch distill``."""
 
 from __future__ import annotations
 
@@ -77,3 +77,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--init-only", action="store_true",
                    help="write the untrained (random-weight) demo model, for comparisons")
     p.set_defaults(func=_demo_model)
+
+    from clipsearch.training.distill.commands import register as register_distill
+
+    register_distill(sub)

@@ -25,16 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
 from clipsearch.errors import InvalidRequest
 from clipsearch.evaluation.data import LabelledImage
-from clipsearch.models.preprocess import PreprocessSpec, preprocess
+from clipsearch.models.preprocess import PreprocessSpec
 from clipsearch.models.runtimes.torch_runtime import features
-from clipsearch.training.augment import AugmentConfig, augment
 from clipsearch.training.card import write_model_card
 from clipsearch.training.config import EpochMetrics, FinetuneConfig, FinetuneResult
+from clipsearch.training.pixels import PixelSet
 
 log = logging.getLogger(__name__)
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -42,31 +41,6 @@ MAX_LOGIT_SCALE = math.log(100.0)
 # importable from here
 __all__ = ["EpochMetrics", "FinetuneConfig", "FinetuneResult", "contrastive_loss", "finetune",
            "load_metrics", "split_train_val"]
-
-
-class _Pixels:
-    """Decoded training images kept in memory (small sets) and turned into pixel batches."""
-
-    def __init__(self, items: Sequence[LabelledImage], spec: PreprocessSpec) -> None:
-        self._images = [_open_rgb(it.path) for it in items]
-        self._spec = spec
-
-    def batch(self, idx: Sequence[int], rng: np.random.Generator | None,
-              cfg: AugmentConfig) -> torch.Tensor:
-        out_hw = self._spec.output_size
-        arrays = []
-        for i in idx:
-            img = self._images[i]
-            if rng is not None:
-                img = augment(img, rng, cfg, out_hw)
-            arrays.append(preprocess(img, self._spec))
-        return torch.from_numpy(np.stack(arrays))
-
-
-def _open_rgb(path: Path) -> Image.Image:
-    with Image.open(path) as img:
-        img.load()
-        return img.convert("RGB")
 
 
 def _with_captions(items: Sequence[LabelledImage]) -> list[LabelledImage]:
@@ -92,8 +66,8 @@ class _Trainer:
         self.processor = AutoImageProcessor.from_pretrained(cfg.model)
         self.spec = PreprocessSpec.from_processor_config(self.processor.to_dict())
         self.train, self.val = train, val
-        self.train_px = _Pixels(train, self.spec)
-        self.val_px = _Pixels(val, self.spec)
+        self.train_px = PixelSet(train, self.spec)
+        self.val_px = PixelSet(val, self.spec)
         if not cfg.learn_logit_scale:
             self.model.logit_scale.requires_grad_(False)
 
