@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from clipsearch import __version__
 from clipsearch.errors import ClipsearchError
 from clipsearch.settings import Settings
+from clipsearch.validation_messages import describe
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -102,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ValidationError as exc:
-        print(f"clipsearch: invalid settings or arguments:\n{exc}", file=sys.stderr)
+        print(f"clipsearch: invalid settings or arguments:\n{describe(exc)}", file=sys.stderr)
         return 2
     except ClipsearchError as exc:
         print(f"clipsearch: {exc.message}", file=sys.stderr)

@@ -9,6 +9,7 @@ import sys
 from pydantic import ValidationError
 
 from clipsearch.errors import ClipsearchError
+from clipsearch.validation_messages import describe
 from feeder.commands import register
 
 
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ValidationError as exc:
-        print(f"feeder: invalid arguments:\n{exc}", file=sys.stderr)
+        print(f"feeder: invalid arguments:\n{describe(exc)}", file=sys.stderr)
         return 2
     except (ClipsearchError, FileNotFoundError, ValueError) as exc:
         print(f"feeder: {exc}", file=sys.stderr)

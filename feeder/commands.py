@@ -74,8 +74,8 @@ def _feed_cmd(args: argparse.Namespace) -> int:
         raise InvalidRequest("--prune needs the whole source: run it without --shard",
                              reason="bad_options")
     request = FeedRequest(**options)
+    settings = Settings() if args.device is None else Settings(device=args.device)
     try:
-        settings = Settings() if args.device is None else Settings(device=args.device)
         report = run_feed(settings, request)
     except (FileNotFoundError, ValueError) as exc:  # the source itself is unusable
         raise InvalidRequest(str(exc), reason="bad_source") from exc

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clipsearch.datasets.readers import SourceFormat
 from clipsearch.settings import Settings
-from feeder.shards import SHARD_PATTERN, Shard
+from feeder.shards import Shard
 
 
 class FeedRequest(BaseSettings):
@@ -49,9 +49,8 @@ class FeedRequest(BaseSettings):
     progress: bool = True
     wait: bool = Field(False, description="another writer holds the index: wait for it "
                        "(default: stop with an error naming it)")
-    shard: str | None = Field(None, pattern=SHARD_PATTERN,
-                              description="k/n: feed only the documents of shard k of n "
-                              "(sha1 of the id), so n feeders split one collection")
+    shard: str | None = Field(None, description="k/n: feed only the documents of shard k "
+                              "of n (sha1 of the id), so n feeders split one collection")
 
     @model_validator(mode="after")
     def _one_source(self) -> FeedRequest:
@@ -59,10 +58,16 @@ class FeedRequest(BaseSettings):
             raise ValueError("give exactly one of a source and from_embeddings")
         return self
 
-    @model_validator(mode="after")
-    def _shard_in_range(self) -> FeedRequest:
-        self.shard_spec()  # k < n
-        return self
+    @field_validator("shard")
+    @classmethod
+    def _shard_spec(cls, value: str | None) -> str | None:
+        """``k/n`` with 0 <= k < n <= 9999, checked here so the message names the rule."""
+        if value is None:
+            return None
+        try:
+            return str(Shard.parse(value))
+        except ValueError:  # a malformed spec, or k/n out of range (a ValidationError)
+            raise ValueError("must be k/n with 0 <= k < n <= 9999, e.g. 0/3") from None
 
     def shard_spec(self) -> Shard | None:
         return Shard.parse(self.shard) if self.shard else None
