@@ -6,14 +6,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from clipsearch.errors import InvalidRequest
 from clipsearch.index import open_index
-from clipsearch.index.embedded_duplicates import DuplicateReport
 from clipsearch.index.maintenance import complete_pending_flush
 from clipsearch.index.writer_lock import writer_lock
 from clipsearch.settings import Settings
+
+if TYPE_CHECKING:  # LanceDB loads in seconds: not for `clipsearch --help`
+    from clipsearch.index.embedded_duplicates import DuplicateReport
 
 
 @runtime_checkable
