@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     vespa_cell_type: Literal["float", "bfloat16"] = Field(
         "float", description="Cell type of the embedding field in the generated package: "
         "bfloat16 halves the vectors' memory (clipsearch vespa package --cell-type)")
+    vespa_vector_index: Literal["float", "binarized"] = Field(
+        "float", description="float: HNSW on the vector field. binarized: HNSW on an int8 "
+        "field of its sign bits (hamming) for the first phase, the full vector (paged, any "
+        "cell type) re-ranked in the second phase (clipsearch vespa package --vector-index)")
+    vespa_binarized_candidates: int = Field(
+        400, ge=10, le=10_000, description="binarized: hamming candidates per query "
+        "(targetHits), all re-ranked by the full vectors (ranking.rerankCount)")
+    vespa_binarized_paged: bool = Field(
+        True, description="binarized: page the full vectors out of memory (attribute: "
+        "paged); they are read only for re-ranked and returned hits")
 
     # --- model / encoder ---
     model: str = "openai/clip-vit-base-patch32"

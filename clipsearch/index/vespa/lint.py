@@ -12,6 +12,9 @@ Rules:
   ``global-phase``; functions named in expressions and match-features exist;
 * every profile the API names exists and exposes each leg's score in ``match-features``;
 * the caption field sets its language (``set_language``) instead of having it detected;
+* binarised vectors: hamming only on int8, ``binarize | pack_bits`` fields sized ``D/8`` from
+  a dense field of ``D`` (divisible by 8), no ``paged`` with HNSW or in a first phase
+  (``binarized_lint``);
 * services.xml has a container with ``search`` and ``document-api`` and a content cluster
   that holds every schema;
 * a multi-node services.xml has a hosts.xml declaring its hosts and a consistent content
@@ -27,6 +30,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from clipsearch.index.vespa import schema_names as n
+from clipsearch.index.vespa.binarized_lint import lint_binarized
 from clipsearch.index.vespa.sd_parser import SchemaInfo, SchemaSyntaxError, parse_schema
 from clipsearch.index.vespa.topology_lint import lint_topology
 
@@ -157,6 +161,7 @@ def lint_schema(text: str, dim: int | None = None) -> list[str]:
     problems: list[str] = []
     for name in schema.profiles:
         problems += _check_profile(schema, name)
+    problems += lint_binarized(schema)  # hamming, pack_bits, paged (binarized_lint)
     if schema.name == n.SCHEMA:
         problems += _check_client_contract(schema, dim)
     return problems

@@ -101,6 +101,9 @@ class FieldInfo(BaseModel):
     # the constant of a '"xx" | set_language' statement in the field's indexing
     language: str | None = None
     match_options: list[str] = Field(default_factory=list)  # e.g. ["cased"]
+    # false for a synthetic field (outside the document block): filled by its indexing
+    # statement from other fields (``input x | ...``), never fed
+    in_document: bool = True
 
     @property
     def cased(self) -> bool:
@@ -112,6 +115,17 @@ class FieldInfo(BaseModel):
             if opt.startswith("distance-metric"):
                 return opt.split(":", 1)[1].strip()
         return None
+
+    @property
+    def cell_type(self) -> str | None:
+        m = re.fullmatch(r"tensor<(\w+)>\(.*\)", self.type.replace(" ", ""))
+        if m:
+            return m.group(1)
+        return "double" if self.type.replace(" ", "").startswith("tensor(") else None
+
+    @property
+    def paged(self) -> bool:
+        return "paged" in self.attribute_options
 
     @property
     def tensor_dim(self) -> int | None:
@@ -264,6 +278,7 @@ def parse_schema(text: str) -> SchemaInfo:
     for nd in docs[0].children + top.children:
         if nd.is_block and nd.words[:1] == ["field"]:
             f = _read_field(nd)
+            f.in_document = any(nd is d for d in docs[0].children)
             info.fields[f.name] = f
         elif nd.is_block and nd.words[:1] == ["fieldset"]:
             for c in nd.children:
