@@ -26,6 +26,7 @@ from clipsearch.documents import DocumentBatch, DocumentFields
 from clipsearch.errors import ClipsearchError, InvalidRequest
 from clipsearch.index.base import SearchIndex
 from clipsearch.index.maintenance import complete_pending_flush
+from clipsearch.models.identity import space_of
 from clipsearch.settings import Settings
 from feeder.deadletter import DeadLetters
 from feeder.encoders import FeedEncoder
@@ -143,7 +144,8 @@ class FeedRun:
         check_dim(encoder.dim, self.index, f"model {encoder.model_id!r}")
         await claim_for_feed(self.index, encoder, model_id=encoder.model_id, dim=encoder.dim)
         self.report.runtime = encoder.runtime
-        store = EmbeddingStore(req.shard_dir(self.settings))
+        space = space_of(encoder)
+        store = EmbeddingStore(req.shard_dir(self.settings), space=space)
         self.report.embeddings_dir = store.root
         planner = Planner(self.dead, encoder.model_id, shard=req.shard_spec())
         items = select(read_source(req.source, req.format, dataset=req.dataset,
@@ -159,8 +161,7 @@ class FeedRun:
         to_encode: list[Planned] = []
         for p in planned:
             entry = catalog.get(p.id)
-            if entry and entry.content_hash == p.content_hash and entry.model_id == (
-                    encoder.model_id):
+            if entry and entry.reusable_for(p.content_hash, encoder.model_id, space):
                 reuse[p.id] = entry
             else:
                 to_encode.append(p)

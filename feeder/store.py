@@ -33,6 +33,14 @@ class StoredEntry:
     model_id: str
     shard: Path
     row: int
+    space: str | None = None  # embedding-space fingerprint; None in shards written before it
+
+    def reusable_for(self, content_hash: str, model_id: str, space: str | None) -> bool:
+        """Same bytes, same model name and (where both sides know it) the same embedding
+        space: a model retrained in place keeps its name but not its fingerprint."""
+        if self.content_hash != content_hash or self.model_id != model_id:
+            return False
+        return self.space is None or space is None or self.space == space
 
 
 @dataclass(frozen=True)
@@ -47,13 +55,14 @@ def _schema(dim: int) -> pa.Schema:
         ("id", pa.string()), ("content_hash", pa.string()), ("model_id", pa.string()),
         ("embedding", pa.list_(pa.float32(), dim)), ("captions", pa.list_(pa.string())),
         ("dataset", pa.string()), ("category", pa.string()), ("split", pa.string()),
-        ("image_uri", pa.string()),
+        ("image_uri", pa.string()), ("space", pa.string()),
     ])
 
 
 class EmbeddingStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, space: str | None = None) -> None:
         self.root = Path(root)
+        self.space = space  # written with every row: the space the vectors live in
 
     def shards(self) -> list[Path]:
         """Shard files, oldest first (names start with a zero-padded time)."""
@@ -79,6 +88,7 @@ class EmbeddingStore:
             "category": [f.category for f in fields],
             "split": [f.split for f in fields],
             "image_uri": [f.image_uri for f in fields],
+            "space": [self.space] * len(fields),
         }, schema=_schema(dim))
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"shard-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
@@ -94,10 +104,13 @@ class EmbeddingStore:
         """id -> newest entry (without vectors): what a rerun can reuse."""
         entries: dict[str, StoredEntry] = {}
         for shard in self.shards():
-            cols = pq.read_table(shard, columns=KEY_COLUMNS).to_pydict()
-            for row, (doc_id, chash, model) in enumerate(
-                    zip(cols["id"], cols["content_hash"], cols["model_id"], strict=True)):
-                entries[doc_id] = StoredEntry(chash, model, shard, row)
+            has_space = "space" in pq.read_schema(shard).names
+            cols = pq.read_table(shard, columns=KEY_COLUMNS + ["space"] * has_space).to_pydict()
+            spaces = cols["space"] if has_space else [None] * len(cols["id"])
+            for row, (doc_id, chash, model, space) in enumerate(
+                    zip(cols["id"], cols["content_hash"], cols["model_id"], spaces,
+                        strict=True)):
+                entries[doc_id] = StoredEntry(chash, model, shard, row, space)
         return entries
 
     def vectors(self, wanted: dict[str, StoredEntry]) -> dict[str, np.ndarray]:
@@ -118,7 +131,8 @@ class EmbeddingStore:
         for shard in self.shards():
             table = pq.read_table(shard)
             matrix = _embedding_matrix(table)
-            cols = table.drop_columns(["embedding"]).to_pylist()
+            extra = [c for c in ("embedding", "space") if c in table.column_names]
+            cols = table.drop_columns(extra).to_pylist()
             keep = [row for row, values in enumerate(cols)
                     if (e := catalog.get(values["id"])) and e.shard == shard and e.row == row]
             hashes = [cols[row].pop("content_hash") for row in keep]
