@@ -8,16 +8,18 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file, save_file
-from transformers import CLIPModel, CLIPTextModelWithProjection
+from transformers import CLIPModel, CLIPTextConfig, CLIPTextModelWithProjection
 
 from clipsearch.cli import main as cli_main
 from clipsearch.datasets.scenes import make_demo_dataset
+from clipsearch.embedder import Embedder
 from clipsearch.evaluation.data import LabelledImage, load_labelled
 from clipsearch.index.generations import EmbeddingSpaceMismatch, Generation, check_space
 from clipsearch.models.bpe import build_clip_tokenizer
@@ -123,11 +125,12 @@ def test_provenance_check_accepts_student_and_teacher_as_one_space(
                      space=t_ident.space)
     student = encoders[0]
     check_space(gen, model_id=student.model_id, space=student.space_id, doing="search")
-    assert space_status(gen, student).startswith("ok")  # the API's guard (409 otherwise)
+    # the API's guard (409 otherwise) reads model_id and space_id, which ClipEncoder has
+    assert space_status(gen, cast(Embedder, student)).startswith("ok")
     other = ClipEncoder.load(str(tiny_clip_dir), runtime="torch")
     with pytest.raises(EmbeddingSpaceMismatch):
         check_space(gen, model_id=other.model_id, space=other.space_id, doing="search")
-    assert space_status(gen, other).startswith("mismatch")
+    assert space_status(gen, cast(Embedder, other)).startswith("mismatch")
 
 
 def test_weight_inheritance_and_its_refusal(setup: tuple[Path, list[LabelledImage]],
@@ -209,7 +212,8 @@ def test_teacher_without_a_vision_tower_is_refused(setup: tuple[Path, list[Label
     teacher_dir, items = setup
     text_only = tmp_path / "text-only"
     config = CLIPModel.from_pretrained(teacher_dir).config
-    CLIPTextModelWithProjection(config.text_config).save_pretrained(text_only)
+    CLIPTextModelWithProjection(cast(CLIPTextConfig, config.text_config)).save_pretrained(
+        text_only)
     build_clip_tokenizer().save_pretrained(text_only)
     with pytest.raises(NoVisionTower, match="no image tower"):
         distill(_cfg(text_only, tmp_path / "s"), items)

@@ -90,18 +90,24 @@ Speed: {speed}.
 """
 
 
+def write_student_files(student: CLIPModel, teacher: Teacher, folder: Path) -> None:
+    """The loadable part: weights, the teacher's tokenizer and processor, the declaration
+    (also used for an untrained student, the benchmarks' floor)."""
+    module: torch.nn.Module = student  # PreTrainedModel.to's stub is too narrow
+    module.to("cpu")
+    student.save_pretrained(folder)
+    teacher.tokenizer.save_pretrained(folder)
+    teacher.processor.save_pretrained(folder)
+    write_declaration(folder, teacher.space, teacher=teacher.name)
+
+
 def save_student(student: CLIPModel, teacher: Teacher, cfg: DistillConfig,
                  result: DistillResult) -> Path:
     out = cfg.out_dir
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        module: torch.nn.Module = student  # PreTrainedModel.to's stub is too narrow
-        module.to("cpu")
-        student.save_pretrained(staging)
-        teacher.tokenizer.save_pretrained(staging)
-        teacher.processor.save_pretrained(staging)
-        write_declaration(staging, teacher.space, teacher=teacher.name)
+        write_student_files(student, teacher, staging)
         (staging / METRICS_FILE).write_text(result.model_dump_json(indent=2))
         (staging / "README.md").write_text(render_card(cfg, result))
         staging.chmod(0o755)
