@@ -55,8 +55,9 @@ class Settings(BaseSettings):
         "field of its sign bits (hamming) for the first phase, the full vector (paged, any "
         "cell type) re-ranked in the second phase (clipsearch vespa package --vector-index)")
     vespa_binarized_candidates: int = Field(
-        400, ge=10, le=10_000, description="binarized: hamming candidates per query "
-        "(targetHits), all re-ranked by the full vectors (ranking.rerankCount)")
+        800, ge=10, le=10_000, description="binarized: hamming candidates per query and "
+        "content node (targetHits), all re-ranked by the full vectors (ranking.rerankCount); "
+        "raise it with the documents per node (README: recall@10 per depth)")
     vespa_binarized_paged: bool = Field(
         True, description="binarized: page the full vectors out of memory (attribute: "
         "paged); they are read only for re-ranked and returned hits")
