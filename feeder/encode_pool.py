@@ -1,19 +1,36 @@
-"""N encoder worker processes, each with its own copy of the model and one thread.
+"""The model the feeder loads itself on the CPU, started lazily: ``LocalEncoder``.
 
-Each task is a batch of image paths: the worker reads, decodes, preprocesses and embeds it and
-sends back one ``Encoded`` per path (a 512-d vector is 2 KB; pixels never cross processes).
-With N = the number of cores, one worker decodes while another embeds, so decoding overlaps
-encoding without a separate stage, and no thread waits at an intra-op barrier for a core a
-neighbour holds (measured against one process with N threads: bench/feed.py, README).
+Nothing is loaded until the first batch that needs encoding: a feed whose images are all
+indexed already (or whose embeddings are all in the shard folder) reads the model's identity
+from its files (``identify``: dimension and embedding space, for the checks that come before
+any write) and never starts a worker or builds a runtime.
 
-The parent resolves ``auto`` once (it loads the model and measures, logging the choice) and
-the workers load that runtime by name, quietly.
+On the first batch:
+
+1. the runtime is resolved: ``auto`` is measured in a throwaway process (at the thread count
+   the encoder will use) and logged once from here; that process exits, so the memory the
+   measurement allocated (the fp32 reference, every candidate) is returned to the system
+   instead of staying in the feeder's heap. A named runtime is only announced.
+2. the encoder starts, with the image tower only (the feeder never embeds text):
+   - ``workers >= 1``: ``PoolEncoder``, N processes of one thread each. Each task is a batch
+     of image paths: the worker reads, decodes, preprocesses and embeds it and sends back one
+     ``Encoded`` per path (a 512-d vector is 2 KB; pixels never cross processes). One batch
+     running and one queued per worker, so decoding in one overlaps embedding in another.
+   - ``workers == 0``: the model in this process with every core as intra-op threads,
+     decoding one batch ahead in a thread (``PixelEncoder``).
+
+Which of the two is faster depends on the machine and its load: ``bench/feed.py`` measures
+both, interleaved (README, "Feeder, images").
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import functools
+import gc
+import logging
 import os
 from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -23,11 +40,24 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from clipsearch.models.model import ClipEncoder, announce_runtime
+from clipsearch.models.model import ClipEncoder, announce_runtime, batch_threads, onnx_cache_dir
 from clipsearch.settings import Settings
+from feeder.encoders import FeedEncoder, PixelEncoder
 from feeder.ordered import ordered_map
 from feeder.prepare import Encoded, prepare_pixels
 from feeder.worker_guard import exit_with_parent
+
+log = logging.getLogger(__name__)
+TOWERS = "vision"  # the feeder embeds images only
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What the feed checks before writing anything, read without building a runtime."""
+
+    model_id: str
+    dim: int
+    space_id: str | None
 
 
 @dataclass(frozen=True)
@@ -48,12 +78,58 @@ class WorkerInfo:
     space_id: str | None
 
 
+def release_free_memory() -> None:
+    """Return freed heap pages to the system (glibc ``malloc_trim``; a no-op elsewhere).
+    Loading a model leaves hundreds of MiB of freed but unreturned heap behind (the ONNX
+    protobuf, the torch module it was exported from): ~110 MiB per worker, measured."""
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
+
+
+def read_meta(settings: Settings) -> ModelMeta:
+    """The model's id, dimension and space (cheap when its fingerprint is cached)."""
+    from clipsearch.models.identity import identify
+
+    ident, dim, model_id = identify(settings.model, revision=settings.model_revision,
+                                    cache_dir=onnx_cache_dir(settings).parent / "fingerprints")
+    release_free_memory()
+    return ModelMeta(model_id=model_id, dim=dim, space_id=ident.space)
+
+
+def resolve_runtime(settings_json: str, threads: int) -> tuple[str, str]:
+    """(runtime, why): ``auto`` measured for the image tower at ``threads`` threads. Run in a
+    throwaway process (``resolve_in_subprocess``)."""
+    settings = Settings.model_validate_json(settings_json)
+    model = ClipEncoder.from_settings(settings, threads=threads, announce=False, towers=TOWERS)
+    return model.runtime.name, model.runtime_reason
+
+
+async def resolve_in_subprocess(settings: Settings, threads: int) -> tuple[str, str]:
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
+                               initializer=exit_with_parent, initargs=(os.getpid(),))
+    try:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, resolve_runtime, settings.model_dump_json(),
+                                          threads)
+    finally:
+        await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+
 @functools.lru_cache(maxsize=1)
 def _worker_model(spec: WorkerSpec) -> ClipEncoder:
     """The worker process's model, loaded on its first task (cached per process)."""
     settings = Settings.model_validate_json(spec.settings_json)
-    return ClipEncoder.from_settings(settings, threads=spec.threads, runtime=spec.runtime,
-                                     announce=False)
+    model = ClipEncoder.from_settings(settings, threads=spec.threads, runtime=spec.runtime,
+                                      announce=False, towers=TOWERS)
+    release_free_memory()
+    return model
 
 
 def worker_info(spec: WorkerSpec) -> WorkerInfo:
@@ -79,39 +155,28 @@ def encode_paths(spec: WorkerSpec, paths: Sequence[str]) -> list[Encoded]:
     return out
 
 
-class PoolEncoder:
-    """The feed encoder over ``workers`` processes (``FeedEncoder``)."""
+def _check_same(meta: ModelMeta, runtime: str, got: Sequence[WorkerInfo]) -> None:
+    for info in got:
+        if (info.runtime, info.dim, info.space_id, info.model_id) != (
+                runtime, meta.dim, meta.space_id, meta.model_id):
+            raise RuntimeError(f"worker {info.pid} loaded {info.model_id} {info.runtime} "
+                               f"({info.dim}-d), expected {meta.model_id} {runtime} "
+                               f"({meta.dim}-d)")
 
-    def __init__(self, pool: ProcessPoolExecutor, spec: WorkerSpec, *, workers: int,
-                 model_id: str, dim: int, space_id: str | None, runtime: str) -> None:
+
+class PoolEncoder:
+    """Batches of paths encoded by ``workers`` processes of one thread each."""
+
+    def __init__(self, pool: ProcessPoolExecutor, spec: WorkerSpec, workers: int) -> None:
         self._pool = pool
         self._spec = spec
         self._workers = workers
-        self._model_id = model_id
-        self._dim = dim
-        self._space_id = space_id
-        self._runtime = runtime
 
     @classmethod
-    async def start(cls, settings: Settings, *, workers: int, threads: int = 1) -> PoolEncoder:
-        """Resolve the runtime once, start the workers and load the model in each (so a broken
-        model fails now, and loading is not counted as feeding).
-
-        ``auto`` is measured here, in this process at the workers' thread count, and logged;
-        the workers then load the chosen runtime by name, quietly. A named runtime is not
-        loaded here at all (one copy less in memory); it is announced once from here.
-        """
-        if settings.runtime == "auto":
-            parent = await asyncio.to_thread(ClipEncoder.from_settings, settings,
-                                             threads=threads)
-            runtime = parent.runtime.name
-            del parent  # the workers hold the copies that encode
-        else:
-            runtime = settings.runtime
-            announce_runtime(runtime, settings.model, settings.device, threads,
-                             f"configured (CLIPSEARCH_RUNTIME), {workers} worker processes")
-        spec = WorkerSpec(settings_json=settings.model_dump_json(), runtime=runtime,
-                          threads=threads)
+    async def start(cls, settings: Settings, meta: ModelMeta, *, runtime: str,
+                    workers: int) -> PoolEncoder:
+        """Start the workers and load the model in each (so a broken model fails now)."""
+        spec = WorkerSpec(settings_json=settings.model_dump_json(), runtime=runtime, threads=1)
         # spawn: a forked child would inherit the parent's torch thread pool state.
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                    initializer=exit_with_parent, initargs=(os.getpid(),))
@@ -119,33 +184,11 @@ class PoolEncoder:
             loop = asyncio.get_running_loop()
             infos = await asyncio.gather(*(loop.run_in_executor(pool, worker_info, spec)
                                            for _ in range(workers)))
-            for info in infos:
-                if (info.runtime, info.dim, info.space_id) != (
-                        runtime, infos[0].dim, infos[0].space_id):
-                    raise RuntimeError(f"worker {info.pid} loaded {info.runtime} "
-                                       f"({info.dim}-d), expected {runtime}")
+            _check_same(meta, runtime, infos)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-        first = infos[0]
-        return cls(pool, spec, workers=workers, model_id=first.model_id, dim=first.dim,
-                   space_id=first.space_id, runtime=runtime)
-
-    @property
-    def model_id(self) -> str:
-        return self._model_id
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def space_id(self) -> str | None:
-        return self._space_id
-
-    @property
-    def runtime(self) -> str:
-        return self._runtime
+        return cls(pool, spec, workers)
 
     async def encode_batches(self, batches: Sequence[Sequence[str]]) -> AsyncGenerator[
             list[Encoded], None]:
@@ -161,3 +204,84 @@ class PoolEncoder:
 
     async def close(self) -> None:
         await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
+
+
+class LocalEncoder:
+    """``FeedEncoder`` for the model the feeder loads itself on the CPU, started on the first
+    batch that needs encoding (module docstring)."""
+
+    def __init__(self, settings: Settings, meta: ModelMeta, *, workers: int) -> None:
+        self._settings = settings
+        self._meta = meta
+        self._workers = workers
+        self._runtime: str | None = None
+        self._pool: PoolEncoder | None = None
+        self._inline: PixelEncoder | None = None
+
+    @classmethod
+    async def open(cls, settings: Settings, *, workers: int) -> LocalEncoder:
+        meta = await asyncio.to_thread(read_meta, settings)
+        return cls(settings, meta, workers=workers)
+
+    @property
+    def model_id(self) -> str:
+        return self._meta.model_id
+
+    @property
+    def dim(self) -> int:
+        return self._meta.dim
+
+    @property
+    def space_id(self) -> str | None:
+        return self._meta.space_id
+
+    @property
+    def runtime(self) -> str:
+        if self._runtime is None:
+            return f"{self._settings.runtime} (not loaded: nothing to encode)"
+        return self._runtime
+
+    @property
+    def started(self) -> bool:
+        """Whether a model was loaded (worker processes or in this process)."""
+        return self._pool is not None or self._inline is not None
+
+    async def _start(self) -> FeedEncoder | PoolEncoder:
+        if self._pool is not None:
+            return self._pool
+        if self._inline is not None:
+            return self._inline
+        s = self._settings
+        threads = 1 if self._workers > 0 else batch_threads(s)
+        how = (f"{self._workers} worker processes" if self._workers > 0
+               else f"1 process, {threads} threads")
+        if s.runtime == "auto":
+            runtime, why = await resolve_in_subprocess(s, threads)
+        else:
+            runtime, why = s.runtime, "configured (CLIPSEARCH_RUNTIME)"
+        announce_runtime(runtime, s.model, s.device, threads, f"{why}; feeder: {how}, "
+                         "image tower only")
+        self._runtime = runtime
+        if self._workers > 0:
+            self._pool = await PoolEncoder.start(s, self._meta, runtime=runtime,
+                                                 workers=self._workers)
+            return self._pool
+        model = await asyncio.to_thread(ClipEncoder.from_settings, s, threads=threads,
+                                        runtime=runtime, announce=False, towers=TOWERS)
+        await asyncio.to_thread(release_free_memory)
+        _check_same(self._meta, runtime, [WorkerInfo(os.getpid(), model.model_id, model.dim,
+                                                     model.runtime.name, model.space_id)])
+        self._inline = PixelEncoder(model, s)
+        return self._inline
+
+    async def encode_batches(self, batches: Sequence[Sequence[str]]) -> AsyncGenerator[
+            list[Encoded], None]:
+        if not batches:
+            return
+        encoder = await self._start()
+        async for out in encoder.encode_batches(batches):
+            yield out
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()

@@ -3,8 +3,9 @@ in order, with the decoding of later batches overlapping the encoding of earlier
 
 Three adapters (``open_encoder`` picks one from settings):
 
-- ``PoolEncoder`` (feeder/encode_pool.py): the model the feeder loads itself, on the CPU, in
-  ``workers`` processes of one thread each (``CLIPSEARCH_FEED_WORKERS``, default: the cores).
+- ``LocalEncoder`` (feeder/encode_pool.py): the model the feeder loads itself on the CPU,
+  image tower only, on the first image that needs encoding: in ``workers`` processes of one
+  thread each (``CLIPSEARCH_FEED_WORKERS``), or in this process with every core as threads.
 - ``PixelEncoder``: a model in this process. Decoding runs ahead in a background thread, or in
   ``decode_workers`` processes (DataLoader-style, for a GPU where decoding is the limit).
 - ``BytesEncoder``: any ``Embedder`` taking image bytes, e.g. the encoder service over HTTP:
@@ -242,9 +243,10 @@ def adapt(encoder: object, settings: Settings,
 
 async def open_encoder(settings: Settings, request: FeedRequest | None = None) -> FeedEncoder:
     """The encoder named by settings: the service at ``encoder_url``; else the model with the
-    configured runtime (``CLIPSEARCH_RUNTIME``), in ``request.workers`` processes on the CPU,
-    in this process on a GPU (decoding in ``workers`` processes) or when ``workers`` is 0
-    (then with every core as intra-op threads)."""
+    configured runtime (``CLIPSEARCH_RUNTIME``): on the CPU ``LocalEncoder`` (loaded on the
+    first image that needs encoding, in ``request.workers`` processes, or in this process
+    with every core as threads when ``workers`` is 0); on a GPU in this process (decoding
+    in ``workers`` processes)."""
     workers = request.workers if request is not None else 0
     if settings.encoder_url:
         from clipsearch.encoder_client import RemoteEmbedder
@@ -257,15 +259,12 @@ async def open_encoder(settings: Settings, request: FeedRequest | None = None) -
             raise
         return BytesEncoder(remote, settings, request, closer=remote.close,
                             runtime=f"remote {info.runtime} on {info.device}")
-    from clipsearch.models.model import ClipEncoder, batch_threads
 
     if settings.device.startswith("cuda"):
+        from clipsearch.models.model import ClipEncoder
+
         model = await asyncio.to_thread(ClipEncoder.from_settings, settings)
         return PixelEncoder(model, settings, decode_workers=workers)
-    if workers <= 0:
-        model = await asyncio.to_thread(ClipEncoder.from_settings, settings,
-                                        threads=batch_threads(settings))
-        return PixelEncoder(model, settings)
-    from feeder.encode_pool import PoolEncoder
+    from feeder.encode_pool import LocalEncoder
 
-    return await PoolEncoder.start(settings, workers=workers)
+    return await LocalEncoder.open(settings, workers=max(0, workers))

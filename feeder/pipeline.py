@@ -143,7 +143,6 @@ class FeedRun:
         assert req.source is not None
         check_dim(encoder.dim, self.index, f"model {encoder.model_id!r}")
         await claim_for_feed(self.index, encoder, model_id=encoder.model_id, dim=encoder.dim)
-        self.report.runtime = encoder.runtime
         space = space_of(encoder)
         store = EmbeddingStore(req.shard_dir(self.settings), space=space)
         self.report.embeddings_dir = store.root
@@ -167,6 +166,7 @@ class FeedRun:
                 to_encode.append(p)
         await self._feed_reused([p for p in planned if p.id in reuse], reuse, store)
         await self._encode_and_feed(to_encode, encoder, store)
+        self.report.runtime = encoder.runtime  # after: a lazy encoder resolves it on first use
         return await self._finish(encoder.model_id)
 
     async def _feed_reused(self, planned: list[Planned], entries: dict[str, StoredEntry],

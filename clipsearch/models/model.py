@@ -70,8 +70,10 @@ class ClipEncoder:
     def __init__(self, *, model_id: str, tokenizer: PreTrainedTokenizerBase,
                  spec: PreprocessSpec, runtime: Runtime, dim: int, max_text_tokens: int,
                  text_batch: int = TEXT_BATCH, image_batch: int = IMAGE_BATCH,
-                 text_cache_size: int = 4096, identity: ModelIdentity | None = None) -> None:
+                 text_cache_size: int = 4096, identity: ModelIdentity | None = None,
+                 runtime_reason: str = "") -> None:
         self._model_id = model_id
+        self._runtime_reason = runtime_reason
         self._identity = identity
         self._tokenizer = tokenizer
         self._spec = spec
@@ -86,7 +88,8 @@ class ClipEncoder:
     def load(cls, model: str, *, revision: str | None = None, device: str = "cpu",
              threads: int | None = None, runtime: str = "torch",
              cache_dir: Path | None = None, text_cache_size: int = 4096,
-             announce: bool = True) -> ClipEncoder:
+             announce: bool = True, towers: str = "both",
+             allow_int8: bool = False) -> ClipEncoder:
         """Load from a hub id or a local folder (``HF_HUB_OFFLINE`` is respected).
 
         ``runtime``: torch (fp32 reference), torch-bf16, torch-fp16 (CUDA), onnx, onnx-int8,
@@ -94,8 +97,10 @@ class ClipEncoder:
         torch's intra-op threads for the process and ONNX Runtime's (DESIGN: 1; scale with
         processes). ``cache_dir`` holds ONNX exports. The runtime chosen and why is logged
         once, at INFO (``announce=False``: not at all, for copies loaded by worker processes).
-        Raises ``ModelLoadError`` when the model is missing, ``ValueError`` for an unusable
-        runtime.
+        ``towers="vision"``: the image side only (``embed_texts`` then raises; ``auto``
+        checks the image tower only). ``allow_int8``: ``auto`` may pick onnx-int8 when it
+        clears the same cosine bar. Raises ``ModelLoadError`` when the model is missing,
+        ``ValueError`` for an unusable runtime.
         """
         if threads is not None:
             torch.set_num_threads(threads)
@@ -106,7 +111,8 @@ class ClipEncoder:
                               revision=revision or getattr(parts.model.config,
                                                            "_commit_hash", None),
                               cache_dir=cache_dir or default_cache_dir(),
-                              image_size=parts.spec.output_size[0])
+                              image_size=parts.spec.output_size[0], towers=towers,
+                              allow_int8=allow_int8)
         if runtime == "auto":
             chosen, trials = select_runtime(parts.model, opts)
             why = auto_reason(trials)
@@ -124,12 +130,12 @@ class ClipEncoder:
                                   / "fingerprints")
         return cls(model_id=parts.name, tokenizer=parts.tokenizer, spec=parts.spec,
                    runtime=chosen, dim=dim, max_text_tokens=max_tokens,
-                   text_cache_size=text_cache_size, identity=identity)
+                   text_cache_size=text_cache_size, identity=identity, runtime_reason=why)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, model: str | None = None,
                       threads: int | None = None, runtime: str | None = None,
-                      announce: bool = True) -> ClipEncoder:
+                      announce: bool = True, towers: str = "both") -> ClipEncoder:
         """``load`` with the model, revision, device, runtime and threads from settings (each
         of the first three may be overridden, e.g. more threads for a batch job); ONNX exports
         are cached under ``<data_dir>/cache/onnx``. Every in-process user of the model library
@@ -137,7 +143,8 @@ class ClipEncoder:
         return cls.load(model or settings.model, revision=settings.model_revision,
                         device=settings.device, threads=threads or settings.torch_threads,
                         runtime=runtime or settings.runtime,
-                        cache_dir=onnx_cache_dir(settings), announce=announce)
+                        cache_dir=onnx_cache_dir(settings), announce=announce,
+                        towers=towers, allow_int8=settings.auto_int8)
 
     # --- properties -------------------------------------------------------------------------
     @property
@@ -168,6 +175,11 @@ class ClipEncoder:
     @property
     def runtime(self) -> Runtime:
         return self._runtime
+
+    @property
+    def runtime_reason(self) -> str:
+        """Why this runtime (``auto``'s measurements, or "configured")."""
+        return self._runtime_reason
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:

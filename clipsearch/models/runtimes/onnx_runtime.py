@@ -134,13 +134,17 @@ def ensure_onnx(model: CLIPModel, cache_dir: Path, key: str, *, precision: str,
 
 
 class OnnxRuntime:
-    """Both towers as ONNX Runtime sessions on the CPU."""
+    """Both towers (or, with ``towers="vision"``, the image tower alone) as ONNX Runtime
+    sessions on the CPU."""
 
-    def __init__(self, folder: Path, *, precision: str = "fp32", threads: int = 1) -> None:
+    def __init__(self, folder: Path, *, precision: str = "fp32", threads: int = 1,
+                 towers: str = "both") -> None:
         import onnxruntime as ort
 
         if precision not in FILES:
             raise ValueError(f"unknown ONNX precision {precision!r}")
+        if towers not in ("both", "vision"):
+            raise ValueError(f"unknown towers {towers!r}; expected both or vision")
         self._precision = precision
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -148,7 +152,8 @@ class OnnxRuntime:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         text_file, vision_file = FILES[precision]
         providers = ["CPUExecutionProvider"]
-        self._text = ort.InferenceSession(str(folder / text_file), opts, providers=providers)
+        self._text = (ort.InferenceSession(str(folder / text_file), opts, providers=providers)
+                      if towers == "both" else None)
         self._vision = ort.InferenceSession(str(folder / vision_file), opts,
                                             providers=providers)
 
@@ -164,7 +169,13 @@ class OnnxRuntime:
     def device(self) -> str:
         return "cpu"
 
+    @property
+    def towers(self) -> str:
+        return "both" if self._text is not None else "vision"
+
     def text(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        if self._text is None:
+            raise RuntimeError("this runtime holds the vision tower only")
         out = self._text.run(None, {"input_ids": np.ascontiguousarray(input_ids, np.int64),
                                     "attention_mask": np.ascontiguousarray(attention_mask,
                                                                            np.int64)})

@@ -1,7 +1,11 @@
 """Build a runtime by name, or pick one: ``auto`` = the fastest runtime that stays within
 cos >= 0.999 of the fp32 reference on a check batch, measured at load time on this machine
 (CPU features differ: bf16 is fast only with native bf16 arithmetic, so it is measured, not
-assumed). int8 is never picked automatically (opt-in: ``onnx-int8``)."""
+assumed). int8 is opt-in: ``onnx-int8`` by name, or ``allow_int8`` (``CLIPSEARCH_AUTO_INT8``),
+which makes it one more ``auto`` candidate held to the same cosine bar.
+
+``towers="vision"`` builds the image side only (image-only users such as the feeder's
+workers); ``auto`` then checks and times the image tower only."""
 
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ class RuntimeOptions:
     revision: str | None = None
     cache_dir: Path = field(default_factory=default_cache_dir)
     image_size: int = 224
+    towers: str = "both"  # or "vision": the image tower only
+    allow_int8: bool = False  # auto may pick onnx-int8 (when it clears MIN_COSINE)
 
 
 @dataclass(frozen=True)
@@ -55,13 +61,13 @@ def onnx_available() -> bool:
 def build_runtime(name: str, model: CLIPModel, opts: RuntimeOptions) -> Runtime:
     """One runtime by name (not ``auto``)."""
     if name == "torch":
-        return TorchRuntime(model, device=opts.device)
+        return TorchRuntime(model, device=opts.device, towers=opts.towers)
     if name == "torch-bf16":
-        return TorchRuntime(model, device=opts.device, dtype="bfloat16")
+        return TorchRuntime(model, device=opts.device, dtype="bfloat16", towers=opts.towers)
     if name == "torch-fp16":
         if not opts.device.startswith("cuda"):
             raise ValueError("torch-fp16 needs a CUDA device (CLIPSEARCH_DEVICE=cuda)")
-        return TorchRuntime(model, device=opts.device, dtype="float16")
+        return TorchRuntime(model, device=opts.device, dtype="float16", towers=opts.towers)
     if name in ("onnx", "onnx-int8"):
         if not onnx_available():
             raise ValueError(f"runtime {name!r} needs onnxruntime (pip install onnxruntime)")
@@ -70,7 +76,8 @@ def build_runtime(name: str, model: CLIPModel, opts: RuntimeOptions) -> Runtime:
         precision = "int8" if name == "onnx-int8" else "fp32"
         folder = ensure_onnx(model, opts.cache_dir, cache_key(opts.model_id, opts.revision),
                              precision=precision, image_size=opts.image_size)
-        return OnnxRuntime(folder, precision=precision, threads=opts.threads)
+        return OnnxRuntime(folder, precision=precision, threads=opts.threads,
+                           towers=opts.towers)
     raise ValueError(f"unknown runtime {name!r}; expected one of {', '.join(RUNTIMES)}")
 
 
@@ -96,12 +103,14 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.min(np.sum(_unit(a) * _unit(b), axis=1)))
 
 
-def _time(rt: Runtime, pixels: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> float:
+def _time(rt: Runtime, pixels: np.ndarray, ids: np.ndarray, mask: np.ndarray,
+          text: bool = True) -> float:
     rt.image(pixels[:1])
-    rt.text(ids[:1], mask[:1])  # warm-up
+    if text:
+        rt.text(ids[:1], mask[:1])  # warm-up
     start = time.perf_counter()
     rt.image(pixels)
-    for _ in range(4):
+    for _ in range(4 if text else 0):
         rt.text(ids[:1], mask[:1])
     return time.perf_counter() - start
 
@@ -117,6 +126,8 @@ def auto_candidates(opts: RuntimeOptions) -> list[str]:
         names.append("torch-bf16")
     if onnx_available():
         names.append("onnx")
+        if opts.allow_int8:
+            names.append("onnx-int8")
     return names
 
 
@@ -126,15 +137,20 @@ def select_runtime(model: CLIPModel, opts: RuntimeOptions,
     """The fastest candidate within ``MIN_COSINE`` of torch fp32, and every trial's numbers.
 
     Candidates are timed in ``rounds`` interleaved rounds and each keeps its best time, so a
-    busy neighbour during one candidate's turn does not decide the choice."""
+    busy neighbour during one candidate's turn does not decide the choice. With
+    ``opts.towers == "vision"`` only the image tower is checked and timed."""
     pixels, ids, mask = check_batch(opts.image_size)
-    reference = TorchRuntime(model, device=opts.device)
-    ref_img, ref_txt = reference.image(pixels), reference.text(ids, mask)
+    text = opts.towers == "both"
+    reference = TorchRuntime(model, device=opts.device, towers=opts.towers)
+    ref_img = reference.image(pixels)
+    ref_txt = reference.text(ids, mask) if text else None
     built: list[tuple[str, Runtime, float]] = []
     for name in candidates or auto_candidates(opts):
         try:
             rt = reference if name == "torch" else build_runtime(name, model, opts)
-            cos = min(_cosines(rt.image(pixels), ref_img), _cosines(rt.text(ids, mask), ref_txt))
+            cos = _cosines(rt.image(pixels), ref_img)
+            if ref_txt is not None:
+                cos = min(cos, _cosines(rt.text(ids, mask), ref_txt))
         except Exception as exc:  # a runtime that fails to build is skipped, not fatal
             log.warning("runtime %s unavailable: %s", name, exc)
             continue
@@ -142,7 +158,7 @@ def select_runtime(model: CLIPModel, opts: RuntimeOptions,
     seconds = [float("inf")] * len(built)
     for _ in range(max(1, rounds)):
         for i, (_, rt, _) in enumerate(built):
-            seconds[i] = min(seconds[i], _time(rt, pixels, ids, mask))
+            seconds[i] = min(seconds[i], _time(rt, pixels, ids, mask, text))
     trials = [Trial(name=name, seconds=secs, min_cosine=cos)
               for (name, _, cos), secs in zip(built, seconds, strict=True)]
     usable = [(secs, rt) for (_, rt, cos), secs in zip(built, seconds, strict=True)

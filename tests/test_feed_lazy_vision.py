@@ -1,0 +1,83 @@
+"""The feeder's own encoder starts lazily and loads the image tower only: a feed with nothing
+to encode starts no worker and loads no model; the workers' runtimes hold no text tower; the
+opt-in int8 candidate of ``auto`` is held to the same cosine bar, checked on images only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipsearch.datasets.sample import make_sample_dataset
+from clipsearch.models.model import ClipEncoder
+from clipsearch.models.runtimes.select import MIN_COSINE, RuntimeOptions, select_runtime
+from clipsearch.settings import Settings
+from feeder import encode_pool
+from feeder.commands import FeedRequest, run_feed_async
+from tests.feeder_fixtures import MAX_PIXELS
+
+
+async def test_feeding_an_indexed_source_starts_no_worker_and_loads_no_model(
+        tmp_path: Path, tiny_clip_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = make_sample_dataset(tmp_path / "src", n_per_category=1, dataset="lz")
+    n = len(ds.records)
+    fp32 = Settings(data_dir=tmp_path / "data", model=str(tiny_clip_dir), runtime="torch")
+    first = await run_feed_async(fp32, FeedRequest(
+        source=ds.manifest, progress=False, workers=0, dead_letter=tmp_path / "d1.jsonl"))
+    assert (first.indexed, first.runtime) == (n, "torch")
+    settings = fp32.model_copy(update={"runtime": "auto"})
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded although nothing needs encoding")
+
+    monkeypatch.setattr(encode_pool.PoolEncoder, "start", forbidden)
+    monkeypatch.setattr(encode_pool, "resolve_in_subprocess", forbidden)
+    monkeypatch.setattr(encode_pool.ClipEncoder, "from_settings", forbidden)
+    for workers in (2, 0):  # the worker pool and the in-process encoder alike
+        again = await run_feed_async(settings, FeedRequest(
+            source=ds.manifest, progress=False, workers=workers,
+            dead_letter=tmp_path / f"d-{workers}.jsonl"))
+        assert (again.indexed, again.encoded, again.already_indexed) == (0, 0, n)
+        assert again.runtime == "auto (not loaded: nothing to encode)"
+
+
+def test_workers_load_the_image_tower_only(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", model=str(tiny_clip_dir),
+                        max_image_pixels=MAX_PIXELS)
+    full = ClipEncoder.load(str(tiny_clip_dir), runtime="torch", threads=1)
+    pixels = np.random.default_rng(0).normal(size=(3, 3, 224, 224)).astype(np.float32)
+    want = full.embed_pixels(pixels).vectors
+    for runtime in ("torch", "onnx"):
+        spec = encode_pool.WorkerSpec(settings.model_dump_json(), runtime=runtime, threads=1)
+        worker = encode_pool._worker_model(spec)  # what a worker process loads
+        assert worker.runtime.name == runtime
+        assert worker.runtime.towers == "vision"  # type: ignore[attr-defined]
+        with pytest.raises(RuntimeError, match="vision tower only"):
+            worker.embed_texts(["a text tower was loaded after all"])
+        got = worker.embed_pixels(pixels).vectors
+        assert float(np.min(np.sum(got * want, axis=1))) > 0.99999
+    assert full.runtime.towers == "both"  # type: ignore[attr-defined]
+    if hasattr(worker.runtime, "_text"):  # ONNX: no text session was created at all
+        assert worker.runtime._text is None
+    encode_pool._worker_model.cache_clear()
+
+
+def test_auto_int8_is_opt_in_and_held_to_the_cosine_bar_on_images(
+        tmp_path: Path, tiny_clip_dir: Path) -> None:
+    from clipsearch.models.loading import load_clip_parts
+
+    parts = load_clip_parts(str(tiny_clip_dir))
+    base = RuntimeOptions(model_id=str(tiny_clip_dir), cache_dir=tmp_path / "onnx",
+                          towers="vision")
+    _, trials = select_runtime(parts.model, base, rounds=1)
+    assert "onnx-int8" not in {t.name for t in trials}  # not without the opt-in
+    opted = RuntimeOptions(**{**base.__dict__, "allow_int8": True})
+    chosen, trials = select_runtime(parts.model, opted, rounds=1)
+    int8 = next(t for t in trials if t.name == "onnx-int8")
+    usable = {t.name for t in trials if t.min_cosine >= MIN_COSINE}
+    assert chosen.name in usable
+    if int8.min_cosine < MIN_COSINE:
+        assert chosen.name != "onnx-int8"
+    assert chosen.towers == "vision"  # type: ignore[attr-defined]
+    assert Settings(auto_int8=True).auto_int8 and not Settings().auto_int8
