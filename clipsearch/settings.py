@@ -94,6 +94,9 @@ class Settings(BaseSettings):
         "auto", pattern=r"^(auto|torch|torch-bf16|torch-fp16|onnx|onnx-int8)$",
         description="Encoder inference runtime; auto = fastest within cos >= 0.999 of fp32",
     )
+    auto_int8: bool = Field(
+        False, description="Opt-in: runtime auto also tries onnx-int8 (dynamic quantisation) "
+        "and picks it only if it is fastest and within cos >= 0.999 of fp32 on the check batch")
     encoder_batch_wait_ms: float = Field(2.0, ge=0, le=1000,
                                          description="Micro-batching: wait for more requests")
     encoder_batch_max_items: int = Field(64, ge=1, le=4096)
