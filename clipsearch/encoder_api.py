@@ -23,6 +23,8 @@ class EmbedResponse(BaseModel):
     model: str
     dim: int
     embeddings: list[list[float]]
+    space: str | None = Field(None, description="Embedding space id of the vectors (absent "
+                              "from older encoders): lets a client notice a swapped model")
 
 
 class EncoderInfo(BaseModel):

@@ -134,8 +134,30 @@ class RemoteEmbedder:
 
     def _to_embeddings(self, resp: httpx.Response) -> Embeddings:
         body = EmbedResponse.model_validate(resp.json())
+        self._notice_swap(body)
         vectors = np.asarray(body.embeddings, dtype=np.float32).reshape(-1, body.dim)
         return Embeddings(model_id=body.model, vectors=l2_normalize(vectors))
+
+    def _notice_swap(self, body: EmbedResponse) -> None:
+        """The encoder may have been restarted with another model since ``/info`` was read.
+        The gateway checked this request's embedding space against the index before
+        embedding, with the old ``/info``: vectors of another space or size must not be
+        used. Take the new identity (the next request is checked against it: 409 on a
+        mismatch) and fail this one as retryable."""
+        info = self._info
+        if info is None:
+            return
+        space = body.space if body.space is not None else info.space
+        if (body.model, body.dim, space) == (info.model, info.dim, info.space):
+            return
+        log.warning("encoder at %s now serves %s (%d-d, space %s); it served %s (%d-d, space "
+                    "%s)", self._base_url, body.model, body.dim, space, info.model, info.dim,
+                    info.space)
+        self._info = info.model_copy(update={"model": body.model, "dim": body.dim,
+                                             "space": space, "fingerprint": None})
+        if (body.dim, space) != (info.dim, info.space):
+            raise BackendUnavailable("the encoder changed its model during this request; "
+                                     "retry", reason="encoder_changed", retry_after_s=1)
 
     async def embed_texts(self, texts: Sequence[str]) -> Embeddings:
         await self._connected()
@@ -149,11 +171,11 @@ class RemoteEmbedder:
         return self._to_embeddings(await self._request("POST", "/embed/image", files=files))
 
     async def ping(self) -> None:
-        """``/health`` within the probe timeout (then ``/info`` if never connected)."""
+        """``/health`` then ``/info`` within the probe timeout: ``/ready`` sees a model
+        swapped behind the same URL (and the space check uses it from then on)."""
         await self._request("GET", "/health", timeout=self._probe_timeout)
-        if self._info is None:
-            resp = await self._request("GET", "/info", timeout=self._probe_timeout)
-            self._info = EncoderInfo.model_validate(resp.json())
+        resp = await self._request("GET", "/info", timeout=self._probe_timeout)
+        self._info = EncoderInfo.model_validate(resp.json())
 
     async def close(self) -> None:
         if self._owns_client:

@@ -36,7 +36,7 @@ def server(tiny_clip_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     url = f"http://127.0.0.1:{port}"
     try:
         try:
-            wait_until_up(f"{url}/info", 60, proc=proc)
+            wait_until_up(f"{url}/info", 150, proc=proc)  # a loaded 2-core box
         except AssertionError as exc:
             pytest.fail(f"encoder did not come up ({exc}):\n{log.read_text()}")
         yield url

@@ -47,8 +47,9 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _response(emb: Embeddings) -> EmbedResponse:
-    return EmbedResponse(model=emb.model_id, dim=emb.dim, embeddings=emb.vectors.tolist())
+def _response(emb: Embeddings, embedder: LocalEmbedder) -> EmbedResponse:
+    return EmbedResponse(model=emb.model_id, dim=emb.dim, embeddings=emb.vectors.tolist(),
+                         space=embedder.encoder.space_id)
 
 
 def _info(embedder: LocalEmbedder) -> EncoderInfo:
@@ -127,14 +128,14 @@ def create_app(settings: Settings, encoder: ClipEncoder | None = None) -> FastAP
             raise RequestTooLarge(
                 f"{len(body.texts)} texts in one request; the limit is "
                 f"{cfg.max_texts_per_request}", reason="too_many_texts")
-        return _response(await embedder.embed_texts(body.texts))
+        return _response(await embedder.embed_texts(body.texts), embedder)
 
     @app.post("/embed/image", response_model=EmbedResponse, openapi_extra=IMAGE_BODY_DOC)
     async def embed_image(request: Request,
                           embedder: LocalEmbedder = Depends(_embedder),
                           cfg: Settings = Depends(_settings)) -> EmbedResponse:
         images = await read_images(request, cfg)
-        return _response(await embedder.embed_images(images))
+        return _response(await embedder.embed_images(images), embedder)
 
     return app
 
