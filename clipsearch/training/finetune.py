@@ -33,7 +33,9 @@ from clipsearch.models.preprocess import PreprocessSpec
 from clipsearch.models.runtimes.torch_runtime import features
 from clipsearch.training.card import write_model_card
 from clipsearch.training.config import EpochMetrics, FinetuneConfig, FinetuneResult
+from clipsearch.training.optim import adamw, warmup_cosine
 from clipsearch.training.pixels import PixelSet
+from clipsearch.training.splits import TEST_SPLITS, VAL_SPLITS, seeded_holdout
 
 log = logging.getLogger(__name__)
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -108,20 +110,14 @@ class _Trainer:
         rng = np.random.default_rng(cfg.seed)
         caption_rng = random.Random(cfg.seed)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        opt = adamw(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         batch = min(cfg.batch_size, len(self.train))
         steps_per_epoch = max(1, len(self.train) // batch)
         total = steps_per_epoch * cfg.epochs
         warmup = int(total * cfg.warmup_fraction)
 
         def lr_at(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1 + math.cos(math.pi * progress))
+            return warmup_cosine(step, warmup, total)
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
         mrr0, r1_0 = self.validate()
@@ -196,14 +192,11 @@ def split_train_val(items: Sequence[LabelledImage], *, val_fraction: float = 0.1
     """The dataset's own train / val splits; when it has no val split, a seeded holdout."""
     usable = _with_captions(items)
     train = [it for it in usable if it.split == "train"]
-    val = [it for it in usable if it.split in ("val", "validation", "valid")]
+    val = [it for it in usable if it.split in VAL_SPLITS]
     if not train:
-        train = [it for it in usable if it.split not in ("test", "val", "validation", "valid")]
+        train = [it for it in usable if it.split not in (*TEST_SPLITS, *VAL_SPLITS)]
     if not val:
-        shuffled = list(train)
-        random.Random(seed).shuffle(shuffled)
-        n_val = max(2, round(len(shuffled) * val_fraction))
-        val, train = shuffled[:n_val], shuffled[n_val:]
+        val, train = seeded_holdout(train, fraction=val_fraction, seed=seed)
     if len(train) < 2 or len(val) < 2:
         raise InvalidRequest(f"too few captioned images to fine-tune: {len(train)} train, "
                              f"{len(val)} validation (need at least 2 of each)")

@@ -15,9 +15,7 @@ from pathlib import Path
 from clipsearch.errors import InvalidRequest
 from clipsearch.evaluation.data import LabelledImage, load_labelled
 from clipsearch.evaluation.zeroshot import DEFAULT_TEMPLATES, category_phrase
-
-VAL_SPLITS = frozenset({"val", "validation", "valid"})
-TEST_SPLITS = frozenset({"test"})
+from clipsearch.training.splits import TEST_SPLITS, VAL_SPLITS, seeded_holdout
 
 
 class NoImages(InvalidRequest):
@@ -38,10 +36,7 @@ def split_held_out(items: Sequence[LabelledImage], *, val_fraction: float, seed:
     held = [it for it in usable if it.split in VAL_SPLITS]
     train = [it for it in usable if it.split not in VAL_SPLITS]
     if not held:
-        shuffled = list(train)
-        random.Random(seed).shuffle(shuffled)
-        n_held = max(2, round(len(shuffled) * val_fraction))
-        held, train = shuffled[:n_held], shuffled[n_held:]
+        held, train = seeded_holdout(train, fraction=val_fraction, seed=seed)
     if len(train) < 2 or len(held) < 2:
         raise NoImages(f"too few images to distil: {len(train)} train and {len(held)} "
                        "held-out outside the test split (need at least 2 of each)")

@@ -13,7 +13,6 @@ last held-out cosine.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import shutil
 import time
@@ -41,6 +40,7 @@ from clipsearch.training.distill.save import save_student
 from clipsearch.training.distill.speed import measure_speed
 from clipsearch.training.distill.student import build_student, tower_shape, trainable
 from clipsearch.training.distill.teacher import Teacher, load_teacher
+from clipsearch.training.optim import adamw, warmup_cosine
 from clipsearch.training.pixels import PixelSet
 
 log = logging.getLogger(__name__)
@@ -120,21 +120,14 @@ class _Run:
     def fit(self, on_epoch: Callable[[EpochRecord], None] | None) -> DistillResult:
         cfg = self.cfg
         started = time.perf_counter()
-        opt = torch.optim.AdamW(
-            [{"params": [p for p in self.params if p.ndim >= 2],
-              "weight_decay": cfg.weight_decay},
-             {"params": [p for p in self.params if p.ndim < 2], "weight_decay": 0.0}],
-            lr=cfg.lr)
+        opt = adamw(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         batch = min(cfg.batch_size, len(self.train_px))
         steps_per_epoch = max(1, len(self.train_px) // batch)
         total = steps_per_epoch * cfg.epochs
         warmup = int(total * cfg.warmup_fraction)
 
         def lr_at(step: int) -> float:
-            if step < warmup:
-                return cfg.lr * (step + 1) / warmup
-            return cfg.lr * 0.5 * (1 + math.cos(math.pi * (step - warmup)
-                                                / max(1, total - warmup)))
+            return cfg.lr * warmup_cosine(step, warmup, total)
 
         folder = checkpoint.checkpoint_dir(cfg.out_dir)
         recipe = cfg.recipe()
