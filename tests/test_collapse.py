@@ -87,3 +87,36 @@ def test_collapse_window_limit_is_a_clear_422(client: TestClient) -> None:
     assert r.status_code == 422, r.text
     assert "top 100 hits" in r.json()["error"]["message"]
     assert client.get("/search", params={"q": "harbor", "collapse": 1.5}).status_code == 422
+
+
+def test_batched_embeddings_equal_one_get_each(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The embedded engine reads the window's embeddings in one query; the per-id GET path
+    (other engines) gives the same vectors, and unknown ids are left out by both."""
+    import asyncio
+
+    from services.api.collapse import EmbeddingLookup, _embeddings
+
+    class PerIdOnly:
+        def __init__(self, inner: object) -> None:
+            self.get = inner.get  # type: ignore[attr-defined]
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("collapse-batch"), embedding_dim=DIM)
+
+    async def run() -> None:
+        index = open_index(settings)
+        await index.ensure_ready()
+        await index.upsert([ImageDocument(id=f"b:{i}", captions=["x"], dataset="b",
+                                          model_id="fake", embedding=unit(i)) for i in range(5)])
+        await index.flush()
+        engine = index.at_generation((await index.active_generation()).name)  # type: ignore[attr-defined]
+        assert isinstance(engine, EmbeddingLookup)
+        ids = ["b:3", "b:0", "missing", "b:4"]
+        batched = await _embeddings(engine, ids)
+        single = await _embeddings(PerIdOnly(engine), ids)  # type: ignore[arg-type]
+        assert sorted(batched) == sorted(single) == ["b:0", "b:3", "b:4"]
+        for doc_id, vec in batched.items():
+            np.testing.assert_allclose(vec, single[doc_id])
+            np.testing.assert_allclose(vec, unit(int(doc_id[2:])), atol=1e-6)
+        await index.close()
+
+    asyncio.run(run())

@@ -9,6 +9,8 @@ page n ended. Pages beyond the window are refused (422) rather than silently emp
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -20,13 +22,23 @@ from clipsearch.search import MAX_LIMIT, SearchPlan, SearchResult
 FETCH_CONCURRENCY = 16
 
 
-async def _embeddings(index: SearchIndex, ids: list[str]) -> dict[str, list[float]]:
-    sem = asyncio.Semaphore(FETCH_CONCURRENCY)
+@runtime_checkable
+class EmbeddingLookup(Protocol):
+    """An engine that reads many stored embeddings in one go (the embedded engine)."""
 
-    async def one(doc_id: str) -> tuple[str, list[float] | None]:
+    async def embeddings_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]: ...
+
+
+async def _embeddings(index: SearchIndex, ids: list[str]) -> dict[str, np.ndarray]:
+    if isinstance(index, EmbeddingLookup):
+        return await index.embeddings_of(ids)
+    sem = asyncio.Semaphore(FETCH_CONCURRENCY)  # else one document GET each, 16 at a time
+
+    async def one(doc_id: str) -> tuple[str, np.ndarray | None]:
         async with sem:
             doc = await index.get(doc_id)
-        return doc_id, (list(doc.embedding) if doc is not None else None)
+        return doc_id, (np.asarray(doc.embedding, dtype=np.float32) if doc is not None
+                        else None)
 
     pairs = await asyncio.gather(*(one(i) for i in ids))
     return {i: v for i, v in pairs if v is not None}
@@ -44,7 +56,7 @@ async def collapsed_window(index: SearchIndex, plan: SearchPlan,
     hits = [h for h in top.hits if h.id in vectors]  # a document deleted meanwhile is left out
     if not hits:
         return top.model_copy(update={"hits": []})
-    groups = collapse(np.array([vectors[h.id] for h in hits], dtype=np.float32), threshold)
+    groups = collapse(np.stack([vectors[h.id] for h in hits]), threshold)
     kept = [hits[i].model_copy(update={"collapsed": n})
             for i, n in zip(groups.kept, groups.folded, strict=True)]
     return top.model_copy(update={"hits": kept})
