@@ -111,7 +111,7 @@ def test_batched_embeddings_equal_one_get_each(tmp_path_factory: pytest.TempPath
         engine = index.at_generation((await index.active_generation()).name)  # type: ignore[attr-defined]
         assert isinstance(engine, EmbeddingLookup)
         ids = ["b:3", "b:0", "missing", "b:4"]
-        batched = await _embeddings(engine, ids)
+        batched = await _embeddings(engine, ids)  # type: ignore[arg-type]
         single = await _embeddings(PerIdOnly(engine), ids)  # type: ignore[arg-type]
         assert sorted(batched) == sorted(single) == ["b:0", "b:3", "b:4"]
         for doc_id, vec in batched.items():
