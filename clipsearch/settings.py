@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     vespa_binarized_paged: bool = Field(
         True, description="binarized: page the full vectors out of memory (attribute: "
         "paged); they are read only for re-ranked and returned hits")
+    vespa_catalog_ttl_s: float = Field(
+        1.0, ge=0, le=300, description="Index generations on Vespa: how long a process keeps "
+        "the catalog (the active generation) before reading it again; a running API follows "
+        "`clipsearch activate` within this time")
+    vespa_deploy_generations: bool = Field(
+        False, description="Index generations on Vespa: `clipsearch reindex` deploys the "
+        "single-node package with the new generation's field itself (via "
+        "CLIPSEARCH_VESPA_CONFIG_URL); false: it says which commands add the field")
 
     # --- model / encoder ---
     model: str = "openai/clip-vit-base-patch32"

@@ -114,8 +114,8 @@ async def run_reindex_async(settings: Settings, req: ReindexRequest, *,
     idx = open_index(settings) if index is None else index
     try:
         if not isinstance(idx, GenerationalIndex):
-            raise InvalidRequest("this index engine has no generations yet (Vespa: see "
-                                 "README 'Changing the model')", reason="no_generations")
+            raise InvalidRequest("this index engine has no generations (see README "
+                                 "'Changing the model')", reason="no_generations")
         await idx.ensure_ready()
         source = req.from_generation or (await idx.active_generation()).name
         await idx.generation(source)  # UnknownGeneration early

@@ -183,3 +183,58 @@ async def test_cli_list_activate_rollback_drop(
     assert await cli(["generations", "--json"]) == 0
     out = capsys.readouterr().out
     assert '"g1"' not in out and '"half"' in out
+
+
+async def test_reindex_on_vespa_resumes_and_the_cli_switches(
+        tmp_path: Path, tiny_clip_dir: Path, model_b: Path, sample_dataset: Any,
+        clip_a: ClipEncoder, clip_b: ClipEncoder, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The same on Vespa (the loopback stand-in, not a live Vespa): g1 is the field
+    embedding_g1, deployed as a live schema change and filled by partial updates."""
+    from tests.vespa_loopback import LoopbackVespa
+
+    with LoopbackVespa(dim=clip_a.dim) as vespa:
+        env = {"CLIPSEARCH_BACKEND": "vespa", "CLIPSEARCH_VESPA_URL": vespa.url,
+               "CLIPSEARCH_VESPA_CONFIG_URL": vespa.url, "CLIPSEARCH_VESPA_CATALOG_TTL_S": "0",
+               "CLIPSEARCH_VESPA_DEPLOY_GENERATIONS": "true",
+               "CLIPSEARCH_EMBEDDING_DIM": str(clip_a.dim), "CLIPSEARCH_FEED_SHARD_DOCS": "4",
+               "CLIPSEARCH_FEED_FEED_BATCH_SIZE": "4", "CLIPSEARCH_FEED_RETRIES": "0",
+               "CLIPSEARCH_DATA_DIR": str(tmp_path / "data")}
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = Settings(model=str(tiny_clip_dir))
+        n = (await run_feed_async(settings, FeedRequest(
+            source=sample_dataset.manifest, progress=False, dead_letter=tmp_path / "d.jsonl"),
+            encoder=clip_a)).indexed
+        req = ReindexRequest(model=str(model_b), progress=False, batch_size=4)
+        with pytest.raises(KeyboardInterrupt):
+            await run_reindex_async(settings, req, encoder=Dying(clip_b, calls=2))  # type: ignore[arg-type]
+        await _orphan_writes()
+        index = open_index(settings)
+        assert isinstance(index, GenerationalIndex)
+        half = await index.generation("g1")
+        assert half.state == GenerationState.building and 0 < (half.documents or 0) < n
+        assert half.table == "embedding_g1" and "embedding_g1" in vespa.state.schema.fields
+        report = await run_reindex_async(settings, req, encoder=clip_b)
+        assert report.resumed and report.generation.state == GenerationState.complete
+        # Vespa acknowledges each document's update on its own: a killed batch may have
+        # written part of its documents before the ledger vouched for them; they are
+        # written again (an idempotent assign), never twice counted or lost
+        feed = report.feed
+        assert feed.already_indexed <= (half.documents or 0)
+        assert feed.encoded + feed.reused_embeddings + feed.already_indexed == n
+        assert (await index.generation("g1")).documents == n
+        some = (await index.scan_fields("g0", limit=1))[0]
+        a, b = await index.get(some.id), await index.at_generation("g1").get(some.id)
+        assert a is not None and b is not None and a.captions == b.captions
+        assert b.model_id == clip_b.model_id and not np.allclose(a.embedding, b.embedding)
+        assert len(vespa.docs) == n  # partial updates: no document added or lost
+        await index.close()
+        capsys.readouterr()
+        assert await cli(["generations"]) == 0
+        table = capsys.readouterr().out
+        assert "g1" in table and "complete" in table and "* " in table.splitlines()[1]
+        assert await cli(["activate", "g1"]) == 0 and await cli(["drop", "g1"]) == 1
+        assert await cli(["activate", "g0"]) == 0 and await cli(["drop", "g1"]) == 0
+        assert all("embedding_g1" not in d for d in vespa.docs.values())
+        assert vespa.violations == []

@@ -16,6 +16,7 @@ from clipsearch.errors import (
 )
 from clipsearch.index import open_index
 from clipsearch.index.vespa.client import RetryPolicy, VespaIndex
+from clipsearch.index.vespa.generations import GenerationalVespaIndex
 from clipsearch.search import Filters, Fusion, HybridParameters, Mode, SearchPlan
 from clipsearch.settings import Settings
 from tests.index_conformance import CORPUS, DIM, unit_vector
@@ -49,7 +50,9 @@ async def loaded(index: VespaIndex) -> VespaIndex:
 async def test_open_index_builds_vespa_client() -> None:
     idx = open_index(Settings(backend="vespa", embedding_dim=DIM,
                               vespa_url="http://127.0.0.1:1/"))
-    assert isinstance(idx, VespaIndex) and idx.dim == DIM
+    # the generational wrapper (clipsearch.index.vespa.generations) over a VespaIndex
+    assert isinstance(idx, GenerationalVespaIndex) and idx.dim == DIM
+    assert isinstance(idx.at_generation("g0"), VespaIndex)
 
 
 async def test_documents_use_document_v1(loaded: VespaIndex, vespa: LoopbackVespa) -> None:

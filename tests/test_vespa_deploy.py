@@ -33,7 +33,8 @@ def vespa() -> Iterator[LoopbackVespa]:
 
 def test_zip_holds_the_package(app: Path) -> None:
     with zipfile.ZipFile(io.BytesIO(zip_package(app))) as zf:
-        assert sorted(zf.namelist()) == ["schemas/image.sd", "services.xml"]
+        assert sorted(zf.namelist()) == ["schemas/generation_catalog.sd", "schemas/image.sd",
+                                         "services.xml"]
     with pytest.raises(InvalidRequest, match=r"no services\.xml"):
         zip_package(app / "schemas")
 

@@ -225,20 +225,26 @@ def bm25_scores(docs: dict[str, dict[str, Any]], text: str) -> dict[str, float]:
     return out
 
 
-def closeness(docs: dict[str, dict[str, Any]], q: list[float]) -> dict[str, float]:
-    if not docs:
+def closeness(docs: dict[str, dict[str, Any]], q: list[float],
+              field: str = n.F_EMBEDDING) -> dict[str, float]:
+    """Closeness to ``q`` of every document holding a value in the tensor ``field`` (a
+    document without one is no nearestNeighbor match; its closeness feature is 0)."""
+    keys = [k for k, d in docs.items() if d.get(field) is not None]
+    if not keys:
         return {}
-    keys = list(docs)
-    mat = np.array([docs[k][n.F_EMBEDDING] for k in keys], dtype=np.float64)
+    mat = np.array([docs[k][field] for k in keys], dtype=np.float64)
     cos = mat @ np.asarray(q, dtype=np.float64)
     return dict(zip(keys, closeness_from_cosine(cos).tolist(), strict=True))
 
 
 def _matches_filter(node: Node, doc: dict[str, Any]) -> bool:
     if node.kind == "in":
+        value = doc.get(node.field_name)
+        items = list(value) if isinstance(value, dict) else [value]  # a weighted set: its keys
         if node.folded:
-            return str(doc.get(node.field_name)).lower() in {v.lower() for v in node.values}
-        return doc.get(node.field_name) in node.values
+            wanted = {v.lower() for v in node.values}
+            return any(str(v).lower() in wanted for v in items)
+        return any(v in node.values for v in items)
     if node.kind == "not":
         return not _matches_filter(node.children[0], doc)
     if node.kind == "and":

@@ -25,17 +25,20 @@ import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from clipsearch.index.vespa import schema_names as n
+from clipsearch.index.vespa.binarized import BinarizedOptions
 from clipsearch.index.vespa.lint import lint_files
 from clipsearch.index.vespa.package import render
 from clipsearch.index.vespa.sd_parser import SchemaInfo, parse_schema
+from tests import vespa_binarized_engine as bz
 from tests import vespa_engine as eng
+from tests import vespa_loopback_generations as lgen
 
 SEARCH_PARAMS = {"yql", "query", "model.type", "model.defaultIndex", "ranking.profile", "hits",
                  "offset", "timeout", "ranking.globalPhase.rerankCount", "presentation.summary",
-                 "model.locale", "model.language"}
+                 "model.locale", "model.language", "ranking.rerankCount"}
 MODEL_TYPES = {"all", "any", "weakAnd", "tokenize", "linguistics", "phrase", "web"}
 _DOC_PATH = re.compile(r"^/document/v1/([^/]+)/([^/]+)/docid/([^/]+)$")
 _TIMEOUT = re.compile(r"^\d+(\.\d+)?\s*(ms|s)?$")
@@ -44,9 +47,11 @@ _STRING_FIELDS = {n.F_ID, n.F_CAPTION, n.F_DATASET, n.F_CATEGORY, n.F_SPLIT, n.F
 
 
 @functools.cache
-def generated_schema(dim: int) -> SchemaInfo:
-    """The generator's schema (rendering with pyvespa costs ~0.1 s, so once per dim)."""
-    return parse_schema(render(dim)[f"schemas/{n.SCHEMA}.sd"])
+def generated_schema(dim: int, vector_index: str = "float") -> SchemaInfo:
+    """The generator's schema (rendering with pyvespa costs ~0.1 s, so once per dim);
+    ``vector_index="binarized"``: with the ``_bits`` fields and binarised profiles."""
+    binarized = BinarizedOptions() if vector_index == "binarized" else None
+    return parse_schema(render(dim, binarized=binarized)[f"schemas/{n.SCHEMA}.sd"])
 
 
 @dataclass
@@ -88,6 +93,9 @@ class LoopbackState:
     # of the same package); GET .../reindexing answers these in turn (the last repeats)
     change_actions: dict[str, Any] | None = None
     reindexing: list[dict[str, Any]] = field(default_factory=list)
+    # index generations (tests.vespa_loopback_generations): the catalog's document type
+    catalog_schema: SchemaInfo | None = None
+    catalog_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class _Server(ThreadingHTTPServer):
@@ -99,9 +107,10 @@ class LoopbackVespa:
     """Start with ``with LoopbackVespa(dim=8) as vespa: ... vespa.url``."""
 
     def __init__(self, *, dim: int = 512, namespace: str = "clipsearch",
-                 deployed: bool = True) -> None:
+                 deployed: bool = True, vector_index: str = "float") -> None:
         self.state = LoopbackState(dim=dim, namespace=namespace, deployed=deployed)
-        self.state.schema = generated_schema(dim)
+        self.state.schema = generated_schema(dim, vector_index)
+        self.state.catalog_schema = lgen.catalog_schema_of(render(dim))
         handler = type("Handler", (_Handler,), {"state": self.state})
         self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -145,6 +154,7 @@ class LoopbackVespa:
 
 class _Handler(BaseHTTPRequestHandler):
     state: LoopbackState
+    params: dict[str, list[str]]  # the request's query parameters (set per request)
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms stalls
 
@@ -180,8 +190,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         path = urlsplit(self.path).path
+        self.params = parse_qs(urlsplit(self.path).query)
         raw = self._read_body()
         body: Any = raw
+        if len(raw) < int(self.headers.get("Content-Length") or 0):
+            return  # the client went away mid-request (a killed feed): nothing to apply
         if raw and self.headers.get("Content-Type", "").startswith("application/json"):
             try:
                 body = json.loads(raw)
@@ -228,6 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
             if method != "POST" or not isinstance(body, dict):
                 return self._violation("search must be POST /search/ with a JSON body")
             return self._search(body, degraded)
+        generations = lgen.route(self, method, path, body, self.params)
+        if generations is not None:
+            return generations
         m = _DOC_PATH.match(path)
         if m:
             ns, doctype, key = m.groups()
@@ -250,6 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
                                "message": "Invalid application package: "
                                + "; ".join(str(p) for p in problems)})
         self.state.schema = parse_schema(files[f"schemas/{n.SCHEMA}.sd"])
+        self.state.catalog_schema = lgen.catalog_schema_of(files)
         self.state.deployed = True
         actions = self.state.change_actions or {"restart": [], "refeed": [], "reindex": []}
         self.state.change_actions = None
@@ -307,7 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(fields, dict):
             return "put body has no 'fields' object"
         for name, value in fields.items():
-            if name not in schema.fields:
+            if name not in schema.fields or not schema.fields[name].in_document:
                 return f"No field '{name}' in the structure of type '{n.SCHEMA}'"
             if name in _STRING_FIELDS and not isinstance(value, str):
                 return f"field {name} must be a string"
@@ -367,13 +384,18 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._violation(f"input {name} is not declared in rank profile "
                                        f"'{profile}'")
             if declared[name].startswith("tensor"):
-                if not isinstance(value, list) or len(value) != self.state.dim:
-                    return self._violation(f"{name} must be {declared[name]}")
+                problem = bz.tensor_input_problem(declared[name], value)
+                if problem:
+                    return self._violation(f"{name} {problem}")
             elif not isinstance(value, int | float):
                 return self._violation(f"{name} must be a number")
         for nn in nns:
-            if nn.field_name != n.F_EMBEDDING or not schema.fields[n.F_EMBEDDING].hnsw:
+            target = schema.fields.get(nn.field_name)
+            if target is None or not target.hnsw:
                 return self._violation(f"nearestNeighbor on {nn.field_name!r}: no HNSW field")
+            problem = bz.nn_problem(schema, nn, declared)
+            if problem:
+                return self._violation(problem)
             if f"input.query({nn.query_tensor})" not in inputs:
                 return self._violation(f"query tensor {nn.query_tensor!r} not sent")
         hits, offset = body.get("hits", 10), body.get("offset", 0)
@@ -416,16 +438,34 @@ class _Handler(BaseHTTPRequestHandler):
         bm25 = eng.bm25_scores(docs, str(text)) if text else {}
         nns = [x for x in eng.walk(sel.where) if x.kind == "nn"]
         q = body.get("input.query(q)")
-        close = eng.closeness(docs, q) if nns and q is not None else {}
+        close = (eng.closeness(docs, q, lgen.float_field(self.state.schema, nns[0].field_name))
+                 if nns and q is not None else {})
         nn_set: set[str] = set()
+        ham: dict[str, int] = {}  # binarised: hamming distances on the nn's _bits field
+        bits_dim = 0
         for nn in nns:
-            ordered = sorted(allowed, key=lambda k: (-close[k], k))
+            bits = bz.hamming_field(self.state.schema, nn) if self.state.schema else None
+            if bits is not None:
+                ham = bz.hamming(docs, bz.source_field(bits),
+                                 body[f"input.query({nn.query_tensor})"])
+                bits_dim = 8 * (bits.tensor_dim or 0)
+                nn_set |= bz.nearest(list(allowed), ham, nn.target_hits)
+                continue
+            ordered = sorted((k for k in allowed if k in close), key=lambda k: (-close[k], k))
             nn_set |= set(ordered[:nn.target_hits])
         matched = [k for k, d in docs.items()
                    if eng.evaluate(sel.where, k, d, set(bm25), nn_set)]
         alpha = float(body.get("input.query(alpha)", 0.7))
         saturation = float(body.get("input.query(saturation)", 3.0))
-        ranked = eng.rank(profile, matched, bm25, close, rerank, alpha, saturation)
+        if ham:
+            assert self.state.schema is not None
+            second = self.state.schema.resolved(profile).rerank_counts.get("second-phase", 100)
+            ranked = bz.rank(lgen.base_profile(profile), matched, bm25, close, ham, bits_dim,
+                             rerank_count=int(body.get("ranking.rerankCount", second)),
+                             global_rerank=rerank, alpha=alpha, saturation=saturation)
+        else:
+            ranked = eng.rank(lgen.base_profile(profile), matched, bm25, close, rerank, alpha,
+                              saturation)
         page = ranked[offset:offset + hits]
         children = []
         for r in page:

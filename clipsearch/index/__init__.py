@@ -11,9 +11,9 @@ __all__ = ["SearchIndex", "open_index"]
 def open_index(settings: Settings) -> SearchIndex:
     """Construct (but do not connect) the engine named by ``settings.backend``."""
     if settings.backend == Backend.vespa:
-        from clipsearch.index.vespa.client import VespaIndex
+        from clipsearch.index.vespa.generations import GenerationalVespaIndex
 
-        return VespaIndex.from_settings(settings)
+        return GenerationalVespaIndex.from_settings(settings)
     from clipsearch.index.embedded_generations import GenerationalEmbeddedIndex
 
     return GenerationalEmbeddedIndex.from_settings(settings)

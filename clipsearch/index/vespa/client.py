@@ -35,6 +35,7 @@ from clipsearch.index.fusion_window import (
 from clipsearch.index.vespa import docs as vdocs
 from clipsearch.index.vespa import query as vquery
 from clipsearch.index.vespa import schema_names as n
+from clipsearch.index.vespa.binarized import BinarizedQuery
 from clipsearch.index.vespa.results import Legs, QueryResponse, raise_for_errors, to_hit
 from clipsearch.search import Filters, Fusion, Hit, LegScores, Mode, SearchPlan, SearchResult
 from clipsearch.settings import Settings
@@ -81,6 +82,8 @@ class VespaIndex:
         client_fusion: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
         language: str = vquery.DEFAULT_LANGUAGE,
+        client: httpx.AsyncClient | None = None,
+        binarized: BinarizedQuery | None = None,
     ) -> None:
         self._url = url.rstrip("/")
         self._namespace = namespace
@@ -90,7 +93,14 @@ class VespaIndex:
         self._retry = retry or RetryPolicy()
         self._client_fusion = client_fusion
         self._language = language
-        self._client = httpx.AsyncClient(
+        self._binarized = binarized  # None: the float HNSW field; else its _bits field
+        self._owns_client = client is None  # a generation's view shares its index's client
+        # the index generation this client queries (``generation_view`` sets another):
+        # its tensor field, its profiles' suffix and the YQL clause of its documents
+        self._field = n.F_EMBEDDING
+        self._profile_suffix = ""
+        self._extra_where: tuple[str, ...] = ()
+        self._client = client or httpx.AsyncClient(
             base_url=self._url,
             http2=transport is None,
             transport=transport,
@@ -106,7 +116,9 @@ class VespaIndex:
         return cls(url=settings.vespa_url, namespace=settings.vespa_namespace,
                    dim=settings.embedding_dim, timeout_s=settings.vespa_timeout_s,
                    concurrency=settings.vespa_feed_concurrency,
-                   language=settings.vespa_language)
+                   language=settings.vespa_language,
+                   binarized=(BinarizedQuery(candidates=settings.vespa_binarized_candidates)
+                              if settings.vespa_vector_index == "binarized" else None))
 
     @property
     def dim(self) -> int:
@@ -192,7 +204,39 @@ class VespaIndex:
         """Vespa makes writes visible on acknowledgement; nothing to do."""
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One HTTP request to Vespa (``BackendUnavailable`` when it cannot be reached)."""
+        return await self._request(method, path, **kwargs)
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    def view_options(self) -> dict[str, Any]:
+        """What a generation's view (``generation_view``) shares with this index: the same
+        Vespa, HTTP client and query settings (its dimension and field are its own)."""
+        return {"url": self._url, "namespace": self._namespace, "timeout_s": self._timeout_s,
+                "concurrency": self._concurrency, "retry": self._retry,
+                "client_fusion": self._client_fusion, "language": self._language,
+                "client": self._client, "binarized": self._binarized}
+
+    # hooks for a generation's view (``clipsearch.index.vespa.generation_view``)
+    def _search_body(self, plan: SearchPlan, *, hits: int, offset: int,
+                     rerank_count: int) -> dict[str, Any]:
+        return vquery.search_body(plan, timeout_s=self._timeout_s, hits=hits, offset=offset,
+                                  rerank_count=rerank_count, language=self._language,
+                                  binarized=self._binarized, field=self._field,
+                                  profile_suffix=self._profile_suffix,
+                                  extra_where=self._extra_where)
+
+    def _count_body(self, filters: Filters | None) -> dict[str, Any]:
+        return vquery.count_body(filters, self._timeout_s, self._extra_where)
+
+    def _ids_body(self, ids: Sequence[str]) -> dict[str, Any]:
+        return vquery.ids_body(ids, self._timeout_s, self._extra_where)
 
     # ------------------------------------------------------------------ documents
     async def _put(self, fields: DocumentFields, vector: list[float]) -> None:
@@ -252,12 +296,12 @@ class VespaIndex:
         found: set[str] = set()
         for start in range(0, len(wanted), ID_CHUNK):
             chunk = wanted[start:start + ID_CHUNK]
-            result = await self._query(vquery.ids_body(chunk, self._timeout_s))
+            result = await self._query(self._ids_body(chunk))
             found.update(str(c.fields.get(n.F_ID)) for c in result.root.children)
         return found & set(wanted)
 
     async def count(self, filters: Filters | None = None) -> int:
-        result = await self._query(vquery.count_body(filters, self._timeout_s))
+        result = await self._query(self._count_body(filters))
         return result.root.fields.total_count
 
     # ------------------------------------------------------------------ search
@@ -280,9 +324,8 @@ class VespaIndex:
             check_fusion_window(plan, client_fused=True)  # 422 beyond what Vespa can return
             results = await self._whole_window(plan, rerank)
         else:
-            results = [await self._query(vquery.search_body(
-                plan, timeout_s=self._timeout_s, hits=plan.limit, offset=plan.offset,
-                rerank_count=rerank, language=self._language))]
+            results = [await self._query(self._search_body(
+                plan, hits=plan.limit, offset=plan.offset, rerank_count=rerank))]
         legs = Legs(lexical=plan.mode != Mode.vector and bool(plan.text and plan.text.strip()),
                     vector=plan.mode != Mode.lexical)
         seen: set[str] = set()
@@ -307,9 +350,8 @@ class VespaIndex:
             hits = min(MAX_HITS, rerank - offset)
             if offset < VESPA_MAX_OFFSET < offset + hits:  # the next page starts at maxOffset
                 hits = VESPA_MAX_OFFSET - offset
-            results.append(await self._query(vquery.search_body(
-                plan, timeout_s=self._timeout_s, hits=hits, offset=offset,
-                rerank_count=rerank, language=self._language)))
+            results.append(await self._query(self._search_body(
+                plan, hits=hits, offset=offset, rerank_count=rerank)))
             if len(results[-1].root.children) < hits:
                 break
             offset += hits

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from clipsearch.settings import Settings
 
 if TYPE_CHECKING:
+    from clipsearch.index.vespa.binarized import BinarizedOptions
+    from clipsearch.index.vespa.generation_schema import GenerationField
     from clipsearch.index.vespa.hosts import Topology
 
 DEFAULT_APP_DIR = Path("vespa-app")
@@ -33,6 +35,41 @@ def _topology(args: argparse.Namespace) -> Topology | None:
                          + "; ".join(str(e["msg"]) for e in exc.errors())) from None
 
 
+def _generations(args: argparse.Namespace, settings: Settings) -> tuple[GenerationField, ...]:
+    """The later index generations to give fields: ``--generation NAME=DIM`` and/or the
+    catalog stored in the running Vespa (``--from-catalog``)."""
+    from clipsearch.index.vespa.generation_schema import GenerationField
+
+    from clipsearch.errors import ClipsearchError
+
+    try:
+        given = [GenerationField.parse(s) for s in args.generation or []]
+    except (ValueError, ClipsearchError) as exc:
+        raise SystemExit(f"clipsearch vespa package: {exc}") from None
+    if args.from_catalog:
+        from clipsearch.index.vespa.catalog import read_catalog_sync
+
+        catalog = read_catalog_sync(settings)
+        from clipsearch.index.vespa.generation_schema import later_generations
+
+        given += [g for g in later_generations(catalog) if g.name not in {x.name for x in given}]
+    return tuple(given)
+
+
+def _binarized(args: argparse.Namespace, settings: Settings,
+               dim: int) -> BinarizedOptions | None:
+    """The binarised vector index's options, or None for the float HNSW index."""
+    from clipsearch.index.vespa.binarized import BinarizedOptions
+
+    if (args.vector_index or settings.vespa_vector_index) != "binarized":
+        return None
+    if dim % 8:
+        raise SystemExit(f"clipsearch vespa package: a binarised vector index packs 8 "
+                         f"dimensions per int8 cell; {dim} is not divisible by 8")
+    return BinarizedOptions(candidates=settings.vespa_binarized_candidates,
+                            paged=settings.vespa_binarized_paged)
+
+
 def _package(args: argparse.Namespace) -> int:
     from clipsearch.index.vespa import hosts, package
 
@@ -41,8 +78,11 @@ def _package(args: argparse.Namespace) -> int:
     language = args.language or settings.vespa_language
     cell_type = args.cell_type or settings.vespa_cell_type
     topology = _topology(args)
-    files = (hosts.render(topology, dim, language, cell_type) if topology is not None
-             else package.render(dim, language, cell_type))
+    generations = _generations(args, settings)
+    binarized = _binarized(args, settings, dim)
+    files = (hosts.render(topology, dim, language, cell_type, generations, binarized)
+             if topology is not None
+             else package.render(dim, language, cell_type, generations, binarized))
     if args.check:
         diffs = hosts.differences(args.dir, files)
         for d in diffs:
@@ -118,8 +158,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--cell-type", default=None, choices=["float", "bfloat16"],
                    help="the embedding field's cells (default: CLIPSEARCH_VESPA_CELL_TYPE, "
                         "float); bfloat16 halves the vectors' memory")
+    p.add_argument("--vector-index", default=None, choices=["float", "binarized"],
+                   help="HNSW on the float vectors, or on their sign bits (int8, hamming) "
+                        "with the full vectors re-ranked (default: "
+                        "CLIPSEARCH_VESPA_VECTOR_INDEX, float)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if the files differ from the generator's output")
+    p.add_argument("--generation", action="append", metavar="NAME=DIM",
+                   help="a later index generation: adds the field embedding_NAME "
+                        "(tensor of DIM) and the profiles <profile>-NAME (repeatable)")
+    p.add_argument("--from-catalog", action="store_true",
+                   help="add the generations recorded in the running Vespa's catalog "
+                        "(CLIPSEARCH_VESPA_URL); a dropped generation's field is left out")
     cluster = p.add_argument_group(
         "multi-node cluster (any of these writes services.xml + hosts.xml for a cluster)")
     cluster.add_argument("--nodes", type=int, default=None, help="content nodes (default 2)")

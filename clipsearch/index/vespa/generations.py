@@ -76,7 +76,8 @@ class PackageDeployer:
         if s.vespa_vector_index == "binarized":
             from clipsearch.index.vespa.binarized import BinarizedOptions
 
-            options["binarized"] = BinarizedOptions(paged=s.vespa_binarized_paged)
+            options["binarized"] = BinarizedOptions(candidates=s.vespa_binarized_candidates,
+                                                    paged=s.vespa_binarized_paged)
         g0 = catalog.get(LEGACY_NAME).dim if any(
             g.name == LEGACY_NAME for g in catalog.generations) else s.embedding_dim
         return package.render(g0, s.vespa_language, s.vespa_cell_type,

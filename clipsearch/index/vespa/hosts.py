@@ -28,6 +28,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from clipsearch.index.vespa import package
 from clipsearch.index.vespa import schema_names as n
+from clipsearch.index.vespa.generation_names import CATALOG_SCHEMA
+from clipsearch.index.vespa.generation_schema import GenerationField
 
 CONTAINER_ID = "clipsearch_container"  # the ids of the single-node package (pyvespa's)
 CONTENT_ID = "clipsearch_content"
@@ -99,6 +101,7 @@ def services_xml(t: Topology) -> str:
     ET.SubElement(content, "min-redundancy").text = str(t.redundancy)
     docs = ET.SubElement(content, "documents")
     ET.SubElement(docs, "document", type=n.SCHEMA, mode="index")
+    ET.SubElement(docs, "document", type=CATALOG_SCHEMA, mode="index")  # index generations
     ET.SubElement(docs, "document-processing", cluster=CONTAINER_ID)
     hosts = t.aliases("content")
     if t.groups == 1:
@@ -130,9 +133,11 @@ def hosts_xml(t: Topology) -> str:
 
 
 def render(t: Topology, dim: int = 512, language: str = n.DEFAULT_LANGUAGE,
-           cell_type: str = package.DEFAULT_CELL_TYPE) -> dict[str, str]:
+           cell_type: str = package.DEFAULT_CELL_TYPE,
+           generations: tuple[GenerationField, ...] = (),
+           binarized: package.vbin.BinarizedOptions | None = None) -> dict[str, str]:
     """The single-node package's schema with the cluster's services.xml and hosts.xml."""
-    files = package.render(dim, language, cell_type)
+    files = package.render(dim, language, cell_type, generations, binarized)
     files["services.xml"] = services_xml(t)
     files["hosts.xml"] = hosts_xml(t)
     return files

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from clipsearch.index.vespa import schema_names as n
 from clipsearch.index.vespa.binarized_lint import lint_binarized
+from clipsearch.index.vespa.generation_lint import lint_generations
 from clipsearch.index.vespa.sd_parser import SchemaInfo, SchemaSyntaxError, parse_schema
 from clipsearch.index.vespa.topology_lint import lint_topology
 
@@ -164,6 +165,7 @@ def lint_schema(text: str, dim: int | None = None) -> list[str]:
     problems += lint_binarized(schema)  # hamming, pack_bits, paged (binarized_lint)
     if schema.name == n.SCHEMA:
         problems += _check_client_contract(schema, dim)
+        problems += lint_generations(schema)
     return problems
 
 

@@ -58,6 +58,7 @@ sources):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from vespa.package import (
@@ -73,6 +74,8 @@ from vespa.package import (
     Schema,
 )
 
+from clipsearch.index.vespa import binarized as vbin
+from clipsearch.index.vespa import generation_schema as gs
 from clipsearch.index.vespa import schema_names as n
 from clipsearch.search import DEFAULT_ALPHA, DEFAULT_SATURATION
 
@@ -80,9 +83,13 @@ DEFAULT_RERANK_COUNT = 200
 DEFAULT_LANGUAGE = n.DEFAULT_LANGUAGE  # CLIPSEARCH_VESPA_LANGUAGE
 DEFAULT_CELL_TYPE = "float"  # CLIPSEARCH_VESPA_CELL_TYPE (float | bfloat16)
 CELL_TYPES = ("float", "bfloat16")
-FIRST_PHASE_HYBRID = (
-    f"closeness(field, {n.F_EMBEDDING}) + bm25({n.F_CAPTION}) / (bm25({n.F_CAPTION}) + 10)"
-)
+
+
+def first_phase_hybrid(field: str = n.F_EMBEDDING) -> str:
+    return f"closeness(field, {field}) + bm25({n.F_CAPTION}) / (bm25({n.F_CAPTION}) + 10)"
+
+
+FIRST_PHASE_HYBRID = first_phase_hybrid()
 FIRST_PHASE_SCORE = (
     f"{n.INPUT_ALPHA} * {n.FN_VECTOR} + (1 - {n.INPUT_ALPHA}) * {n.FN_LEXICAL} / "
     f"({n.FN_LEXICAL} + {n.INPUT_SATURATION})"
@@ -114,10 +121,10 @@ def _fields(dim: int, language: str = DEFAULT_LANGUAGE,
     ]
 
 
-def _functions() -> list[Function]:
+def _functions(field: str = n.F_EMBEDDING) -> list[Function]:
     return [
         Function(n.FN_LEXICAL, f"bm25({n.F_CAPTION})"),
-        Function(n.FN_VECTOR, f"closeness(field, {n.F_EMBEDDING})"),
+        Function(n.FN_VECTOR, f"closeness(field, {field})"),
     ]
 
 
@@ -127,11 +134,12 @@ def _inputs(dim: int) -> list[tuple[str, str, str] | tuple[str, str]]:
             (n.INPUT_SATURATION, "double", str(DEFAULT_SATURATION))]
 
 
-def _profile(name: str, dim: int, first: str, global_phase: str | None) -> RankProfile:
+def _profile(name: str, dim: int, first: str, global_phase: str | None,
+             field: str = n.F_EMBEDDING) -> RankProfile:
     return RankProfile(
         name,
         inputs=_inputs(dim),
-        functions=_functions(),
+        functions=_functions(field),
         first_phase=FirstPhaseRanking(first),
         global_phase=(GlobalPhaseRanking(global_phase, rerank_count=DEFAULT_RERANK_COUNT)
                       if global_phase else None),
@@ -139,38 +147,64 @@ def _profile(name: str, dim: int, first: str, global_phase: str | None) -> RankP
     )
 
 
-def rank_profiles(dim: int) -> list[RankProfile]:
+def rank_profiles(dim: int, field: str = n.F_EMBEDDING, suffix: str = "") -> list[RankProfile]:
+    """The API's profiles over one embedding field; a later generation's field gets the same
+    profiles named ``<profile><suffix>`` (``generation_names``)."""
     rrf = (f"reciprocal_rank({n.FN_LEXICAL}, {n.RRF_K}) + "
            f"reciprocal_rank({n.FN_VECTOR}, {n.RRF_K})")
     linear = (f"{n.INPUT_ALPHA} * normalize_linear({n.FN_VECTOR}) + "
               f"(1 - {n.INPUT_ALPHA}) * normalize_linear({n.FN_LEXICAL})")
+    hybrid_first = first_phase_hybrid(field)
     return [
-        _profile(n.PROFILE_LEXICAL, dim, n.FN_LEXICAL, None),
-        _profile(n.PROFILE_VECTOR, dim, n.FN_VECTOR, None),
-        _profile(n.PROFILE_HYBRID, dim, FIRST_PHASE_HYBRID, rrf),
-        _profile(n.PROFILE_HYBRID_LINEAR, dim, FIRST_PHASE_HYBRID, linear),
-        _profile(n.PROFILE_HYBRID_SCORE, dim, FIRST_PHASE_SCORE, None),
+        _profile(n.PROFILE_LEXICAL + suffix, dim, n.FN_LEXICAL, None, field),
+        _profile(n.PROFILE_VECTOR + suffix, dim, n.FN_VECTOR, None, field),
+        _profile(n.PROFILE_HYBRID + suffix, dim, hybrid_first, rrf, field),
+        _profile(n.PROFILE_HYBRID_LINEAR + suffix, dim, hybrid_first, linear, field),
+        _profile(n.PROFILE_HYBRID_SCORE + suffix, dim, FIRST_PHASE_SCORE, None, field),
     ]
 
 
 def application_package(dim: int = 512, language: str = DEFAULT_LANGUAGE,
-                        cell_type: str = DEFAULT_CELL_TYPE) -> ApplicationPackage:
-    """The whole application: one schema ``image``; services.xml from pyvespa's defaults
-    (a container with search + document-api, one content cluster)."""
+                        cell_type: str = DEFAULT_CELL_TYPE,
+                        generations: Sequence[gs.GenerationField] = (),
+                        binarized: vbin.BinarizedOptions | None = None) -> ApplicationPackage:
+    """The whole application: the schema ``image`` and the generations' catalog type
+    ``generation_catalog``; services.xml from pyvespa's defaults (a container with search +
+    document-api, one content cluster). ``generations``: the later index generations, each
+    with its own tensor field and profiles (``generation_schema``, ``generation_names``).
+    ``binarized``: every vector field gets an int8 ``_bits`` HNSW field and binarised
+    profiles (``binarized``; CLIPSEARCH_VESPA_VECTOR_INDEX=binarized)."""
+    def profiles_for(d: int, field: str = n.F_EMBEDDING, suffix: str = "") -> list[RankProfile]:
+        if binarized is not None:
+            return vbin.binarized_profiles(field, d, options=binarized, suffix=suffix)
+        return rank_profiles(d, field, suffix)
+
+    profiles = profiles_for(dim)
+    for g in generations:
+        profiles += profiles_for(g.dim, g.field, g.suffix)
+    fields = [*_fields(dim, language, cell_type), gs.membership_field(),
+              *gs.generation_fields(generations, cell_type)]
+    synthetic: list[Field] = []
+    if binarized is not None:
+        fields, synthetic = vbin.binarize_fields(fields, binarized)
     schema = Schema(
         n.SCHEMA,
-        document=Document(fields=_fields(dim, language, cell_type)),
+        document=Document(fields=fields),
         fieldsets=[FieldSet("default", [n.F_CAPTION])],
-        rank_profiles=rank_profiles(dim),
+        rank_profiles=profiles,
     )
-    return ApplicationPackage(name=n.APP_NAME, schema=[schema],
+    for f in synthetic:  # outside the document block: filled by the indexing statement
+        schema.add_fields(f)
+    return ApplicationPackage(name=n.APP_NAME, schema=[schema, gs.catalog_schema()],
                               create_query_profile_by_default=False)
 
 
 def render(dim: int = 512, language: str = DEFAULT_LANGUAGE,
-           cell_type: str = DEFAULT_CELL_TYPE) -> dict[str, str]:
+           cell_type: str = DEFAULT_CELL_TYPE,
+           generations: Sequence[gs.GenerationField] = (),
+           binarized: vbin.BinarizedOptions | None = None) -> dict[str, str]:
     """Relative path -> file text, exactly what is checked in under ``vespa-app/``."""
-    app = application_package(dim, language, cell_type)
+    app = application_package(dim, language, cell_type, generations, binarized)
     files = {"services.xml": app.services_to_text}
     for schema in app.schemas:
         files[f"schemas/{schema.name}.sd"] = schema.schema_to_text

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from clipsearch.index.vespa import schema_names as n
+from clipsearch.index.vespa.binarized import Q_BITS, BinarizedQuery, bits_field
 from clipsearch.search import Filters, Mode, SearchPlan
 
 SUMMARY_FIELDS = (n.F_ID, n.F_CAPTIONS, n.F_DATASET, n.F_CATEGORY, n.F_SPLIT, n.F_IMAGE_URI,
@@ -40,8 +41,9 @@ def filter_clauses(filters: Filters) -> list[str]:
     return [in_clause(name, values) for name, values in filters.items()]
 
 
-def nearest_neighbor(target_hits: int) -> str:
-    return f"({{targetHits:{int(target_hits)}}}nearestNeighbor({n.F_EMBEDDING}, q))"
+def nearest_neighbor(target_hits: int, field: str = n.F_EMBEDDING,
+                     query_tensor: str = "q") -> str:
+    return f"({{targetHits:{int(target_hits)}}}nearestNeighbor({field}, {query_tensor}))"
 
 
 def has_terms(text: str | None) -> bool:
@@ -49,11 +51,12 @@ def has_terms(text: str | None) -> bool:
     return bool(text and _WORD.search(text))
 
 
-def retrieval(lexical: bool, vector: bool, target_hits: int) -> str:
+def retrieval(lexical: bool, vector: bool, target_hits: int,
+              field: str = n.F_EMBEDDING, query_tensor: str = "q") -> str:
     if lexical and vector:
-        return f"(userQuery() or {nearest_neighbor(target_hits)})"
+        return f"(userQuery() or {nearest_neighbor(target_hits, field, query_tensor)})"
     if vector:
-        return nearest_neighbor(target_hits)
+        return nearest_neighbor(target_hits, field, query_tensor)
     return "userQuery()"
 
 
@@ -66,17 +69,29 @@ def select(where: Sequence[str], exclude_ids: Sequence[str] = ()) -> str:
 
 
 def search_body(plan: SearchPlan, *, timeout_s: float, hits: int, offset: int,
-                rerank_count: int, language: str = DEFAULT_LANGUAGE) -> dict[str, Any]:
+                rerank_count: int, language: str = DEFAULT_LANGUAGE,
+                field: str = n.F_EMBEDDING, profile_suffix: str = "",
+                extra_where: Sequence[str] = (),
+                binarized: BinarizedQuery | None = None) -> dict[str, Any]:
     """The JSON body for one search. ``hits``/``offset`` may differ from the plan's when the
     client fuses the window itself. The caller makes sure the lexical leg has terms when the
-    mode is ``lexical``."""
+    mode is ``lexical``. ``field``/``profile_suffix``/``extra_where``: an index generation's
+    tensor field, its profiles and its membership clause (``generation_names``).
+    ``binarized``: the field is binarised (``binarized``): the nearestNeighbor runs on its
+    ``_bits`` field with the packed query ``q_bits`` and enough candidates for the re-rank."""
     lexical = plan.mode != Mode.vector and has_terms(plan.text)
     vector = plan.mode != Mode.lexical
     profile = n.profile_for(plan.mode, plan.hybrid.fusion)
-    where = [retrieval(lexical, vector, plan.window), *filter_clauses(plan.filters)]
+    nn_field, nn_query, target = field, "q", plan.window
+    if binarized is not None:
+        nn_field, nn_query = bits_field(field), Q_BITS
+        target = binarized.target_hits(plan.window)
+    where = [retrieval(lexical, vector, target, nn_field, nn_query),
+             *filter_clauses(plan.filters),
+             *extra_where]
     body: dict[str, Any] = {
         "yql": select(where, plan.exclude_ids),
-        "ranking.profile": profile,
+        "ranking.profile": profile + profile_suffix,
         "hits": hits,
         "offset": offset,
         "timeout": f"{timeout_s:.3f}s",
@@ -89,6 +104,10 @@ def search_body(plan: SearchPlan, *, timeout_s: float, hits: int, offset: int,
         body["model.locale"] = language
     if vector:
         body[f"input.{n.INPUT_Q}"] = list(plan.vector or [])
+        if binarized is not None:  # packed bits for the HNSW, floats for the re-rank
+            body.update(binarized.inputs(plan.vector or []))
+            body["ranking.rerankCount"] = binarized.rerank_count(plan.window,
+                                                                 plan.mode == Mode.hybrid)
     if plan.mode == Mode.hybrid:
         body["ranking.globalPhase.rerankCount"] = rerank_count
     if n.INPUT_ALPHA in n.INPUTS_SENT[profile]:
@@ -98,11 +117,14 @@ def search_body(plan: SearchPlan, *, timeout_s: float, hits: int, offset: int,
     return body
 
 
-def count_body(filters: Filters | None, timeout_s: float) -> dict[str, Any]:
-    where = filter_clauses(filters) if filters else []
+def count_body(filters: Filters | None, timeout_s: float,
+               extra_where: Sequence[str] = ()) -> dict[str, Any]:
+    where = [*(filter_clauses(filters) if filters else []), *extra_where]
     return {"yql": select(where), "hits": 0, "timeout": f"{timeout_s:.3f}s"}
 
 
-def ids_body(ids: Sequence[str], timeout_s: float) -> dict[str, Any]:
-    return {"yql": f"select {n.F_ID} from {n.SCHEMA} where {in_clause(n.F_ID, ids)}",
+def ids_body(ids: Sequence[str], timeout_s: float,
+             extra_where: Sequence[str] = ()) -> dict[str, Any]:
+    where = " and ".join([in_clause(n.F_ID, ids), *extra_where])
+    return {"yql": f"select {n.F_ID} from {n.SCHEMA} where {where}",
             "hits": len(ids), "timeout": f"{timeout_s:.3f}s"}
