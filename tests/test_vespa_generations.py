@@ -237,3 +237,36 @@ def test_two_generation_package_golden_and_lint() -> None:
         "rank-profile hybrid-score {", "rank-profile hybrid-score-old {", 1)
     assert any("names generation old" in p.message for p in lint_files(
         {**files, "schemas/image.sd": orphan}, 512))
+
+
+def test_api_on_vespa_refuses_another_space_and_names_the_generation() -> None:
+    """The gateway's 409 embedding_space_mismatch with the Vespa engine (loopback)."""
+    from fastapi.testclient import TestClient
+
+    from services.api.app import create_app
+    from tests.api_fakes import DIM as API_DIM
+    from tests.api_fakes import doc
+    from tests.test_api_generations import SPACE_A, SPACE_B, SpacedEmbedder
+
+    with LoopbackVespa(dim=API_DIM) as server:
+        async def build() -> None:
+            index = make_index(server, API_DIM, deploy=False)
+            await index.claim_space("g0", model_id="model-zero", space=SPACE_A, dim=API_DIM)
+            await index.upsert([doc(i, captions=[f"zero river {i}"], model_id="model-zero")
+                                for i in range(4)])
+            await index.close()
+
+        asyncio.run(build())
+        settings = Settings(backend="vespa", vespa_url=server.url, embedding_dim=API_DIM,
+                            vespa_catalog_ttl_s=0)
+        with TestClient(create_app(settings, embedder=SpacedEmbedder(SPACE_B))) as client:
+            r = client.get("/search", params={"q": "river", "mode": "vector"})
+            assert r.status_code == 409 and r.json()["error"]["reason"] == (
+                "embedding_space_mismatch")
+            lexical = client.get("/search", params={"q": "river", "mode": "lexical"})
+            assert lexical.status_code == 200 and lexical.json()["generation"] == "g0"
+        with TestClient(create_app(settings, embedder=SpacedEmbedder(SPACE_A))) as client:
+            body = client.get("/search", params={"q": "river", "mode": "hybrid"}).json()
+            assert body["generation"] == "g0" and body["index_model"] == "model-zero"
+            assert body["hits"]
+        assert server.violations == []
