@@ -208,6 +208,9 @@ async def test_without_a_deployer_the_generation_waits_for_its_field(
 async def test_an_application_without_the_catalog_type_reads_as_g0(vespa: LoopbackVespa) -> None:
     vespa.state.catalog_schema = None  # a package deployed before generations
     index = make_index(vespa, DIM, deploy=False)
+    # a feed still works there (the space stays unrecorded, as before generations)
+    claimed = await index.claim_space("g0", model_id="test-model", space="a" * 64, dim=DIM)
+    assert claimed.space is None
     await index.upsert(CORPUS[:3])
     assert isinstance(index, GenerationalIndex)
     [g0] = await index.generations()

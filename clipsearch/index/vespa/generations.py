@@ -38,7 +38,7 @@ from clipsearch.index.generations import (
 )
 from clipsearch.index.vespa import generation_names as gn
 from clipsearch.index.vespa import schema_names as n
-from clipsearch.index.vespa.catalog import VespaCatalog
+from clipsearch.index.vespa.catalog import NoCatalogType, VespaCatalog
 from clipsearch.index.vespa.client import VespaIndex
 from clipsearch.index.vespa.docs import document_fields
 from clipsearch.index.vespa.generation_schema import later_generations
@@ -343,7 +343,10 @@ class GenerationalVespaIndex:
             g = catalog.get(name)
             g.space, g.model_id = space, model_id
             return g
-        return await self._catalog.update(record)
+        try:
+            return await self._catalog.update(record)
+        except NoCatalogType:  # a package from before generations: feed as before, unverified
+            return gen
 
     async def scan_fields(self, name: str, *, filters: Filters | None = None,
                           limit: int | None = None) -> list[DocumentFields]:
