@@ -1,6 +1,12 @@
 """Opt-in checks against a REAL Vespa: set VESPA_URL (e.g. http://localhost:8080, after
 `docker compose up -d`); optionally VESPA_CONFIG_URL to deploy first. Skipped otherwise.
-The shared conformance suite runs against it in its own namespace."""
+The shared conformance suite runs against it in its own namespace.
+
+VESPA_VECTOR_INDEX=binarized: the package (deployed with VESPA_CONFIG_URL, or already there)
+is the binarised one (``clipsearch vespa package --vector-index binarized``): the whole module
+runs with the client's binarised queries, plus ``TestLiveVespaBinarized``. Deploy it on a fresh
+Vespa: switching an existing package between the two index kinds changes the embedding
+field's attribute settings (a restart and a re-feed)."""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from clipsearch.index.vespa.client import VespaIndex
 from tests.index_conformance import IndexConformance, IndexFactory
 
 VESPA_URL = os.environ.get("VESPA_URL", "")
+BINARIZED = os.environ.get("VESPA_VECTOR_INDEX", "float") == "binarized"
 NAMESPACE = "clipsearch-test"
 CONTENT_CLUSTER = "clipsearch_content"  # pyvespa's name for the generated content cluster
 pytestmark = [
@@ -33,8 +40,23 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> None:
     from clipsearch.index.vespa.deploy import deploy
 
     app = Path(tmp_path_factory.mktemp("vespa-app"))
-    package.write(app, int(os.environ.get("VESPA_DIM", "16")))
+    dim = int(os.environ.get("VESPA_DIM", "16"))
+    if BINARIZED:
+        from clipsearch.index.vespa.binarized import BinarizedOptions
+        from clipsearch.index.vespa.hosts import write
+
+        write(app, package.render(dim, binarized=BinarizedOptions()))
+    else:
+        package.write(app, dim)
     deploy(app, config_url, VESPA_URL, wait_s=300)
+
+
+def live_index(dim: int = 16) -> VespaIndex:
+    """The client for the deployed package (binarised queries with VESPA_VECTOR_INDEX)."""
+    from clipsearch.index.vespa.binarized import BinarizedQuery
+
+    return VespaIndex(url=VESPA_URL, namespace=NAMESPACE, dim=dim,
+                      binarized=BinarizedQuery() if BINARIZED else None)
 
 
 async def wipe(namespace: str) -> None:
@@ -54,7 +76,7 @@ class TestLiveVespaConformance(IndexConformance):
     def index_factory(self) -> IndexFactory:
         async def make(dim: int) -> SearchIndex:
             await wipe(NAMESPACE)
-            return VespaIndex(url=VESPA_URL, namespace=NAMESPACE, dim=dim)
+            return live_index(dim)
 
         return make
 
@@ -67,7 +89,7 @@ class TestLiveVespaIssue17:
 
     async def _index(self) -> VespaIndex:
         await wipe(NAMESPACE)
-        return VespaIndex(url=VESPA_URL, namespace=NAMESPACE, dim=16)
+        return live_index()
 
     async def test_queries_are_stemmed_as_english(self) -> None:
         from clipsearch.search import Mode, SearchPlan
@@ -127,3 +149,63 @@ class TestLiveVespaIssue17:
         finally:
             await index.close()
             await embedded.close()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+@pytest.mark.skipif(not BINARIZED, reason="VESPA_VECTOR_INDEX=binarized is not set (the "
+                                          "deployed package is the float one)")
+class TestLiveVespaBinarized:
+    """Issue 17 item 9 against a real Vespa with the binarised package (VESPA_DIM=16): Vespa's
+    ``binarize | pack_bits`` equals the client's ``pack_bits`` (first-phase relevance is
+    ``1 / (1 + hamming)`` computed here in numpy), the bits field cannot be fed, and a few
+    candidates still rank by the exact float closeness. Wipes namespace clipsearch-test."""
+
+    async def test_indexing_packs_bits_like_the_client(self) -> None:
+        import numpy as np
+
+        from clipsearch.index.vespa import binarized as vbin
+        from tests.index_conformance import CORPUS, unit_vector
+
+        index = live_index()
+        await wipe(NAMESPACE)
+        q = unit_vector(77)
+        try:
+            await index.upsert(CORPUS)
+            # rerankCount 0: no second phase, the relevance is the first phase's hamming
+            # closeness over Vespa's own packed field
+            resp = await index.request("POST", "/search/", json={
+                "yql": "select id from image where {targetHits:100}"
+                       "nearestNeighbor(embedding_bits, q_bits)",
+                "ranking.profile": "vector", "ranking.rerankCount": 0, "hits": 100,
+                "input.query(q_bits)": vbin.pack_bits(q), "input.query(q)": q})
+            assert resp.status_code == 200, resp.text
+            got = {c["fields"]["id"]: c["relevance"] for c in resp.json()["root"]["children"]}
+            bad = await index.request("POST", "/document/v1/clipsearch-test/image/docid/x",
+                                      json={"fields": {"id": "x", "embedding_bits": [0, 0]}})
+        finally:
+            await index.close()
+        q_bits = np.packbits(np.asarray(q) > 0)
+        want = {d.id: 1 / (1 + int(np.unpackbits(np.bitwise_xor(
+            np.packbits(np.asarray(d.embedding) > 0), q_bits)).sum())) for d in CORPUS}
+        assert got == pytest.approx(want, abs=1e-9)
+        assert bad.status_code == 400  # a synthetic field is not a document field
+
+    async def test_few_candidates_rank_by_float_closeness(self) -> None:
+        from clipsearch.index.vespa.binarized import BinarizedQuery
+        from clipsearch.search import Mode, SearchPlan
+        from tests.index_conformance import BY_ID, CORPUS, exact_closeness, unit_vector
+
+        await wipe(NAMESPACE)
+        index = VespaIndex(url=VESPA_URL, namespace=NAMESPACE, dim=16,
+                           binarized=BinarizedQuery(candidates=5))
+        q = unit_vector(78)
+        try:
+            await index.upsert(CORPUS)
+            result = await index.search(SearchPlan(mode=Mode.vector, vector=q, limit=5,
+                                                   candidates=5))
+        finally:
+            await index.close()
+        assert len(result.hits) == 5
+        scores = [exact_closeness(q, BY_ID[h.id]) for h in result.hits]
+        assert [h.score for h in result.hits] == pytest.approx(scores, abs=1e-4)
+        assert scores == sorted(scores, reverse=True)
