@@ -124,6 +124,23 @@ def test_bits_field_and_profiles_follow_the_float_ones() -> None:
     assert lint_files(cluster, 16) == []
 
 
+def test_every_generation_field_gets_its_bits() -> None:
+    """A later generation's field (issue 14) is binarised like ``embedding``: its own
+    ``_bits`` field of its own size and its ``<profile>-G`` profiles on it."""
+    from clipsearch.index.vespa.generation_schema import GenerationField
+
+    g1 = GenerationField(name="g1", dim=24)
+    files = package.render(16, generations=(g1,), binarized=vbin.BinarizedOptions())
+    schema = parse_schema(files[SD])
+    bits = schema.fields[vbin.bits_field(g1.field)]
+    assert bits.type == "tensor<int8>(x[3])" and not bits.in_document
+    assert bits.indexing[0] == f"input {g1.field}" and not schema.fields[g1.field].hnsw
+    vector = schema.resolved(f"{n.PROFILE_VECTOR}{g1.suffix}")
+    assert vector.phases["first-phase"] == f"closeness(field, {g1.field}_bits)"
+    assert vector.inputs[vbin.INPUT_Q_BITS] == "tensor<int8>(x[3])"
+    assert lint_files(files, 16) == []
+
+
 @pytest.mark.parametrize(("old", "new", "problem"), [
     ("tensor<int8>(x[2])", "tensor<float>(x[2])", "counts the cells that differ"),
     ("field embedding_bits type tensor<int8>(x[2])",

@@ -73,8 +73,10 @@ def hamming(docs: dict[str, dict[str, Any]], source: str, q_bits: list[int]) -> 
     if not docs:
         return {}
     keys = list(docs)
-    bits = np.packbits(np.array([docs[k][source] for k in keys]) > 0, axis=1)
     q = np.asarray(q_bits, dtype=np.int8).view(np.uint8)
+    # a document without the vector (another generation's) holds an all-zero tensor: no bit set
+    rows = [docs[k].get(source) or [0.0] * (8 * len(q)) for k in keys]
+    bits = np.packbits(np.array(rows) > 0, axis=1)
     dist = _POPCOUNT[np.bitwise_xor(bits, q)].sum(axis=1)
     return dict(zip(keys, dist.tolist(), strict=True))
 
