@@ -273,3 +273,26 @@ def test_api_on_vespa_refuses_another_space_and_names_the_generation() -> None:
             assert body["generation"] == "g0" and body["index_model"] == "model-zero"
             assert body["hits"]
         assert server.violations == []
+
+
+def test_package_from_the_running_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`clipsearch vespa package --from-catalog` writes the fields of the catalog's
+    generations: here the golden two-generation package."""
+    import argparse
+
+    from clipsearch.index.vespa.commands import register
+
+    with LoopbackVespa(dim=512) as server:
+        async def build() -> None:
+            index = make_index(server, 512)
+            await index.create_generation(model_id="m2", space=None, dim=768, name="g1")
+            await index.close()
+
+        asyncio.run(build())
+        monkeypatch.setenv("CLIPSEARCH_VESPA_URL", server.url)
+        parser = argparse.ArgumentParser()
+        register(parser.add_subparsers(dest="command", required=True))
+        args = parser.parse_args(["vespa", "package", "--dim", "512", "--from-catalog",
+                                  "--check", "--dir", str(GOLDEN)])
+        assert args.func(args) == 0
+        assert server.violations == []
