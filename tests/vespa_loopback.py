@@ -110,7 +110,7 @@ class LoopbackVespa:
                  deployed: bool = True, vector_index: str = "float") -> None:
         self.state = LoopbackState(dim=dim, namespace=namespace, deployed=deployed)
         self.state.schema = generated_schema(dim, vector_index)
-        self.state.catalog_schema = lgen.catalog_schema_of(render(dim))
+        self.state.catalog_schema = lgen.generated_catalog_schema()
         handler = type("Handler", (_Handler,), {"state": self.state})
         self._server = _Server(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True

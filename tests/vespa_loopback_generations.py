@@ -22,6 +22,7 @@ Vespa's documentation (vespa-engine/documentation ``en/reference/api/document-v1
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -274,6 +275,15 @@ def _visit(h: _Handler, ns: str, doctype: str, params: dict[str, list[str]]) -> 
     if start + len(page) < len(keys):
         body["continuation"] = str(start + len(page))
     return Reply(200, body)
+
+
+@functools.cache
+def generated_catalog_schema() -> SchemaInfo:
+    """The generator's ``generation_catalog`` schema (rendered once: pyvespa is slow)."""
+    from clipsearch.index.vespa.generation_schema import catalog_schema
+    from clipsearch.index.vespa.sd_parser import parse_schema
+
+    return parse_schema(catalog_schema().schema_to_text)
 
 
 def catalog_schema_of(files: dict[str, str]) -> SchemaInfo | None:
