@@ -38,9 +38,8 @@ def _topology(args: argparse.Namespace) -> Topology | None:
 def _generations(args: argparse.Namespace, settings: Settings) -> tuple[GenerationField, ...]:
     """The later index generations to give fields: ``--generation NAME=DIM`` and/or the
     catalog stored in the running Vespa (``--from-catalog``)."""
-    from clipsearch.index.vespa.generation_schema import GenerationField
-
     from clipsearch.errors import ClipsearchError
+    from clipsearch.index.vespa.generation_schema import GenerationField
 
     try:
         given = [GenerationField.parse(s) for s in args.generation or []]
