@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from typing import TypeVar
@@ -13,7 +14,12 @@ from clipsearch.errors import InvalidRequest
 from clipsearch.index import open_index
 from clipsearch.index.base import GenerationalIndex
 from clipsearch.index.generations import Generation
-from clipsearch.index.writer_lock import index_dir_of, writer_lock
+from clipsearch.index.writer_lock import (
+    busy_message,
+    index_dir_of,
+    writer_lock,
+    writer_lock_if_free,
+)
 from clipsearch.models.identity import short_space
 from clipsearch.settings import Settings
 
@@ -61,7 +67,26 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _activate(args: argparse.Namespace) -> int:
-    gen = _with_index(Settings(), lambda index: index.activate_generation(args.generation))
+    async def switch(index: GenerationalIndex) -> Generation:
+        """Switch under the writer lock when it is free (no feed starts mid-switch). A
+        rollback must never wait for a reindex, so a busy lock only warns (or, with
+        ``--wait``, is waited for): a feed claims the active generation when it starts and
+        keeps writing there."""
+        lock_dir = index_dir_of(index)
+        if lock_dir is None:
+            return await index.activate_generation(args.generation)
+        if args.wait:
+            with writer_lock(lock_dir, "clipsearch activate", wait=True,
+                             on_wait=lambda msg: print(msg, file=sys.stderr)):
+                return await index.activate_generation(args.generation)
+        with writer_lock_if_free(lock_dir, "clipsearch activate") as held:
+            if not held:
+                print(f"warning: {busy_message(lock_dir)}; it keeps writing into the generation "
+                      "it started on: feed again when it has finished so the new active "
+                      "generation has its documents (or activate --wait)", file=sys.stderr)
+            return await index.activate_generation(args.generation)
+
+    gen = _with_index(Settings(), switch)
     print(f"active: {gen.describe()}, {gen.documents} documents (running gateways follow "
           "on their next request)")
     return 0
@@ -83,6 +108,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Switch searches and writes to GENERATION. A generation still being "
         "built is refused. Running gateways follow without a restart.")
     p.add_argument("generation")
+    p.add_argument("--wait", action="store_true", help="wait for a running feed or reindex "
+                   "to finish first (default: switch at once and warn)")
     p.set_defaults(func=_activate)
     p = subparsers.add_parser("drop", help="delete an inactive generation and its vectors")
     p.add_argument("generation")
