@@ -13,7 +13,7 @@
 
     .venv/bin/python bench/feed.py --docs 0 --images 200            # quick
     .venv/bin/python bench/feed.py --docs 0 --images 1000 --rounds 2
-    .venv/bin/python bench/feed.py --long 20000 --sets tiles
+    .venv/bin/python bench/feed.py --long 20000 --sets tiles --model tiny
 """
 
 from __future__ import annotations
@@ -128,13 +128,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (best kept)")
     parser.add_argument("--long", type=int, default=0,
                         help="instead: one feed of N images, RSS at start and end")
+    parser.add_argument("--auto-int8", action="store_true",
+                        help="CLIPSEARCH_AUTO_INT8: auto may pick onnx-int8 (cos >= 0.999)")
+    parser.add_argument("--model", choices=("vit-b32", "tiny"), default="vit-b32",
+                        help="with --long: tiny = the tests' CLIP (the pipeline's memory)")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="keep the model and images here between runs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-feed-") as tmp:
         if args.long:
             bench_long(Path(tmp), args.long, args.sets.split(",")[0],
-                       int(args.workers.split(",")[0]), work_dir=args.work_dir)
+                       int(args.workers.split(",")[0]), work_dir=args.work_dir,
+                       model_kind=args.model)
             return
         if args.docs:
             asyncio.run(bench_docs(Path(tmp), args.docs, args.batch))
@@ -143,7 +148,7 @@ def main() -> None:
                                      [int(w) for w in args.workers.split(",")],
                                      sets=tuple(args.sets.split(",")),
                                      eager_images=args.eager_images, work_dir=args.work_dir,
-                                     rounds=args.rounds))
+                                     rounds=args.rounds, auto_int8=args.auto_int8))
 
 
 if __name__ == "__main__":

@@ -203,19 +203,23 @@ class FeedResult:
 
 
 async def feed_rate(model: Path, data_dir: Path, manifest: Path, n: int, workers: int,
-                    tag: str, log_every_s: float = 0.0) -> FeedResult:
+                    tag: str, log_every_s: float = 0.0, auto_int8: bool = False) -> FeedResult:
     from clipsearch.index import open_index
     from clipsearch.settings import Settings
     from feeder.commands import FeedRequest
     from feeder.encoders import open_encoder
     from feeder.pipeline import feed
 
-    settings = Settings(model=str(model), data_dir=data_dir, table=f"bench_{tag}")
+    settings = Settings(model=str(model), data_dir=data_dir, table=f"bench_{tag}",
+                        auto_int8=auto_int8)
     req = FeedRequest(source=manifest, progress=False, workers=workers,
                       embeddings_dir=data_dir / f"emb-{tag}",
                       dead_letter=data_dir / f"dead-{tag}.jsonl")
     t_open = time.perf_counter()
     encoder = await open_encoder(settings, req)
+    start = getattr(encoder, "start", None)
+    if start is not None:  # the CPU encoder loads lazily: load now, so it is timed apart
+        await start()
     index = open_index(settings)
     peak = [0.0]
     stop = threading.Event()
@@ -277,6 +281,11 @@ def cpu_flags() -> str:
             f"native_bf16={cpu_supports_bf16()}")
 
 
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (5 min {five:.1f})"
+
+
 def project(rate: float, n: int = 200_000) -> str:
     minutes = n / rate / 60
     return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
@@ -284,12 +293,13 @@ def project(rate: float, n: int = 200_000) -> str:
 
 async def bench_images(tmp: Path, n_images: int, workers: list[int], *,
                        sets: tuple[str, ...] = ("tiles", "figures"), eager_images: int = 48,
-                       work_dir: Path | None = None, rounds: int = 1) -> None:
+                       work_dir: Path | None = None, rounds: int = 1,
+                       auto_int8: bool = False) -> None:
     work = work_dir or tmp
     model = build_base_clip(work / "vit-b32")
     print(f"[images] CPU: {cpu_flags()}")
     print(f"[images] ViT-B/32-shaped random CLIP, batch {BATCH}; feeder batch 32; "
-          f"workers tried: {workers}")
+          f"workers tried: {workers}; CLIPSEARCH_AUTO_INT8={auto_int8}")
     for kind in sets:
         manifest = make_image_set(work / kind, kind, n_images)
         files = manifest_files(manifest)
@@ -300,14 +310,14 @@ async def bench_images(tmp: Path, n_images: int, workers: list[int], *,
         for r in range(rounds):
             for w in workers:
                 res = await feed_rate(model, data_dir, manifest, len(files), w,
-                                      f"{kind}{stamp}r{r}w{w}")
+                                      f"{kind}{stamp}r{r}w{w}", auto_int8=auto_int8)
                 runtime = res.runtime
                 rates.setdefault(f"feeder workers={w}", []).append(res.rate)
                 rates.setdefault(f"feeder workers={w} incl. start", []).append(res.wall_rate)
                 print(f"  [{kind}] feeder workers={w}: {res.rate:.2f} images/s "
                       f"({res.wall_rate:.2f} incl. model load/worker start), runtime "
                       f"{res.runtime}, RSS {res.rss_start:.0f} -> {res.rss_end:.0f} MiB "
-                      f"(peak {res.rss_peak:.0f})", flush=True)
+                      f"(peak {res.rss_peak:.0f}); {load()}", flush=True)
                 if w > 0:
                     spec = LoopSpec(str(model), str(data_dir), res.runtime, 1)
                     rate = bare_rate(spec, files, w)
@@ -317,11 +327,11 @@ async def bench_images(tmp: Path, n_images: int, workers: list[int], *,
                     rate = bare_rate(spec, files, 1)
                     rates.setdefault(f"bare 1 process x {CORES} threads", []).append(rate)
                 print(f"  [{kind}] bare loop ({'processes' if w else 'threads'}): "
-                      f"{rate:.2f} images/s", flush=True)
+                      f"{rate:.2f} images/s; {load()}", flush=True)
             eager = bare_rate(LoopSpec(str(model), str(data_dir), "eager", CORES),
                               files[:eager_images], 1)
             rates.setdefault(f"plain eager fp32 ({CORES} threads)", []).append(eager)
-            print(f"  [{kind}] plain eager fp32: {eager:.2f} images/s", flush=True)
+            print(f"  [{kind}] plain eager fp32: {eager:.2f} images/s; {load()}", flush=True)
         best = {k: max(v) for k, v in rates.items()}
         bare = max(v for k, v in best.items() if k.startswith("bare"))
         eager = best[f"plain eager fp32 ({CORES} threads)"]
@@ -339,14 +349,23 @@ async def bench_images(tmp: Path, n_images: int, workers: list[int], *,
 
 
 def bench_long(tmp: Path, n_images: int, kind: str, workers: int,
-               work_dir: Path | None = None) -> None:
-    """Item 4: RSS at the start and end of one long feed."""
+               work_dir: Path | None = None, model_kind: str = "vit-b32") -> None:
+    """Item 4: RSS at the start and end of one long feed. ``model_kind="tiny"``: the tests'
+    tiny CLIP, so that a long feed measures the pipeline's memory (ledger, writer, shards,
+    decode queues) in minutes rather than hours."""
     work = work_dir or tmp
-    model = build_base_clip(work / "vit-b32")
+    if model_kind == "tiny":
+        from clipsearch.models.tiny import build_tiny_clip
+
+        model = (work / "tiny-clip" if (work / "tiny-clip" / "config.json").is_file()
+                 else build_tiny_clip(work / "tiny-clip"))
+    else:
+        model = build_base_clip(work / "vit-b32")
     manifest = make_image_set(work / kind, kind, n_images)
     print(f"[long] CPU: {cpu_flags()}")
-    res = asyncio.run(feed_rate(model, work / "feed-data", manifest, n_images, workers,
+    data_dir = work / ("feed-data" if model_kind == "vit-b32" else f"feed-data-{model_kind}")
+    res = asyncio.run(feed_rate(model, data_dir, manifest, n_images, workers,
                                 f"long{time.strftime('%H%M%S')}", log_every_s=60.0))
-    print(f"[long] {n_images} {kind}, workers={workers}, runtime {res.runtime}: "
-          f"{res.rate:.2f} images/s; RSS (feeder + workers) start {res.rss_start:.0f} MiB, "
-          f"end {res.rss_end:.0f} MiB, peak {res.rss_peak:.0f} MiB")
+    print(f"[long] {n_images} {kind}, {model_kind} model, workers={workers}, runtime "
+          f"{res.runtime}, {load()}: {res.rate:.2f} images/s; RSS (feeder + workers) start "
+          f"{res.rss_start:.0f} MiB, end {res.rss_end:.0f} MiB, peak {res.rss_peak:.0f} MiB")

@@ -138,9 +138,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--dead-letter", dest="dead_letter", type=Path, default=None,
                    help="dead-letter JSONL (default: $CLIPSEARCH_DATA_DIR/feeder/...)")
     p.add_argument("--workers", type=int, default=None,
-                   help="encoder processes, one thread each (default: the number of cores); "
-                   "0 = this process with every core as threads; with --device cuda: "
-                   "decoding processes")
+                   help="0 (default): the model in this process with every core as threads; "
+                   "N: N encoder processes of one thread each; with --device cuda: decoding "
+                   "processes (0: the number of cores)")
     p.add_argument("--device", default=None,
                    help="cpu or cuda[:N] (default: CLIPSEARCH_DEVICE); on cuda the runtime "
                    "'auto' measures fp32, fp16 and bf16")

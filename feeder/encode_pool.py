@@ -16,11 +16,12 @@ On the first batch:
      of image paths: the worker reads, decodes, preprocesses and embeds it and sends back one
      ``Encoded`` per path (a 512-d vector is 2 KB; pixels never cross processes). One batch
      running and one queued per worker, so decoding in one overlaps embedding in another.
-   - ``workers == 0``: the model in this process with every core as intra-op threads,
-     decoding one batch ahead in a thread (``PixelEncoder``).
+   - ``workers == 0`` (the default): the model in this process with every core as intra-op
+     threads, decoding one batch ahead in a thread (``PixelEncoder``).
 
-Which of the two is faster depends on the machine and its load: ``bench/feed.py`` measures
-both, interleaved (README, "Feeder, images").
+``bench/feed.py`` measures both, interleaved in one run (README, "Feeder, images"): on 2
+cores they are equally fast within the noise of a shared box, and one process needs less
+than half the memory of N (each worker holds its own model), so one process is the default.
 """
 
 from __future__ import annotations
@@ -245,6 +246,10 @@ class LocalEncoder:
     def started(self) -> bool:
         """Whether a model was loaded (worker processes or in this process)."""
         return self._pool is not None or self._inline is not None
+
+    async def start(self) -> None:
+        """Load now instead of on the first batch (benchmarks: loading is timed apart)."""
+        await self._start()
 
     async def _start(self) -> FeedEncoder | PoolEncoder:
         if self._pool is not None:

@@ -264,7 +264,7 @@ async def open_encoder(settings: Settings, request: FeedRequest | None = None) -
         from clipsearch.models.model import ClipEncoder
 
         model = await asyncio.to_thread(ClipEncoder.from_settings, settings)
-        return PixelEncoder(model, settings, decode_workers=workers)
+        return PixelEncoder(model, settings, decode_workers=workers or os.cpu_count() or 1)
     from feeder.encode_pool import LocalEncoder
 
     return await LocalEncoder.open(settings, workers=max(0, workers))
