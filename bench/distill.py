@@ -43,9 +43,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench.feed_images import build_base_clip, cpu_flags, feed_rate, make_image_set
 from clipsearch.datasets.scenes import make_demo_dataset
+from clipsearch.evaluation.data import load_labelled
 from clipsearch.evaluation.encoding import EvalEncoder
-from clipsearch.evaluation.queries import caption_queries, category_queries
-from clipsearch.evaluation.runner import EvalConfig, run_eval
+from clipsearch.evaluation.queries import CaptionRelevance, caption_queries, category_queries
+from clipsearch.evaluation.runner import EvalConfig, ModelReport, run_eval
 from clipsearch.models.runtimes.select import (
     RuntimeOptions,
     build_runtime,
@@ -125,8 +126,25 @@ def top10_overlap(query: np.ndarray, a: np.ndarray, b: np.ndarray, k: int = 10) 
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(top_a, top_b, strict=True)]))
 
 
-def bench_quality(work: Path, *, threads: int, teacher_epochs: int,
-                  distill_epochs: int) -> None:
+def ndcg_table(by_model: dict[str, ModelReport], relevance: CaptionRelevance) -> None:
+    t_ndcg = {(r.label, qs): m["ndcg@10"] for r in by_model["teacher"].retrieval
+              for qs, m in r.metrics.items()}
+    print(f"\n[quality] nDCG@10, caption queries judged by {relevance.value} (x teacher)")
+    print("| model | mode | category names | held-out captions |")
+    print("|---|---|---|---|")
+    for name, rep in by_model.items():
+        for r in rep.retrieval:
+            cells = []
+            for qs in ("category", "caption"):
+                value = r.metrics.get(qs, {}).get("ndcg@10")
+                base = t_ndcg.get((r.label, qs))
+                cells.append("-" if value is None else
+                             f"{value:.4f} ({value / base:.3f}x)" if base else f"{value:.4f}")
+            print(f"| {name} | {r.label} | {cells[0]} | {cells[1]} |")
+
+
+def bench_quality(work: Path, *, threads: int, teacher_epochs: int, distill_epochs: int,
+                  kl_weight: float = 1.0) -> None:
     data = work / "data"
     manifest = data / "manifest.jsonl"
     if not manifest.is_file():
@@ -136,11 +154,12 @@ def bench_quality(work: Path, *, threads: int, teacher_epochs: int,
         **TEACHER_SPEC, epochs=teacher_epochs, threads=threads))
     print(f"[quality] teacher {teacher_dir} ({TEACHER_SPEC}) ready in "
           f"{time.perf_counter() - t0:.0f} s")
-    student_dir = work / "student"
+    student_dir = work / f"student-{distill_epochs}ep-kl{kl_weight:g}"
     result = load_result(student_dir)
     if result is None:
         cfg = DistillConfig(teacher=str(teacher_dir), out_dir=student_dir, epochs=distill_epochs,
                             temperature_switch_epoch=distill_epochs // 2, threads=threads,
+                            image_text_weight=kl_weight, image_image_weight=kl_weight,
                             data_description="the demo dataset (seed 0), train and val splits")
         result = distill(cfg, load_images(manifest))
     print(f"[quality] student: {result.student}; best epoch {result.best_epoch}, held-out "
@@ -155,32 +174,20 @@ def bench_quality(work: Path, *, threads: int, teacher_epochs: int,
     models = {"teacher": str(teacher_dir), "student": str(student_dir),
               "untrained student": str(floor_dir)}
     settings = Settings(data_dir=work / "eval", runtime="torch", torch_threads=threads)
-    report = run_eval(EvalConfig(source=manifest, splits=["test"], models=list(models.values()),
-                                 zero_shot=False, work_dir=work / "eval"), settings)
+    for relevance in CaptionRelevance:
+        report = run_eval(EvalConfig(source=manifest, splits=["test"],
+                                     models=list(models.values()), zero_shot=False,
+                                     caption_relevance=relevance, work_dir=work / "eval"),
+                          settings)
+        ndcg_table(dict(zip(models, report.models, strict=True)), relevance)
     # vectors for overlap and cosine, through the same encoder path
     encoders = {name: EvalEncoder.load(path, settings) for name, path in models.items()}
-    from clipsearch.evaluation.data import load_labelled
-
     items = load_labelled(manifest, splits=["test"])
     vecs = {name: enc.images(items).vectors for name, enc in encoders.items()}
     sets = [category_queries(items), caption_queries(items)]
     queries = {qs.name: encoders["teacher"].texts(list(qs.texts.values())) for qs in sets}
-    by_model = dict(zip(models, report.models, strict=True))
-    t_ndcg = {(r.label, qs): m["ndcg@10"] for r in by_model["teacher"].retrieval
-              for qs, m in r.metrics.items()}
     print(f"\n[quality] demo test split: {len(items)} images; queries "
           + ", ".join(f"{qs.name} {len(qs)}" for qs in sets))
-    print("\n| model | mode | nDCG@10 category (x teacher) | nDCG@10 caption (x teacher) |")
-    print("|---|---|---|---|")
-    for name, rep in by_model.items():
-        for r in rep.retrieval:
-            cells = []
-            for qs in ("category", "caption"):
-                value = r.metrics.get(qs, {}).get("ndcg@10")
-                base = t_ndcg.get((r.label, qs))
-                cells.append("-" if value is None else
-                             f"{value:.4f} ({value / base:.3f}x)" if base else f"{value:.4f}")
-            print(f"| {name} | {r.label} | {cells[0]} | {cells[1]} |")
     print("\n| model | vector top-10 overlap with the teacher (category / caption) "
           "| mean cosine to the teacher (test images) |")
     print("|---|---|---|")
@@ -202,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--feed-images", type=int, default=0,
                     help="feeder end to end on this many tiles per model (0: skip)")
     ap.add_argument("--teacher-epochs", type=int, default=10)
-    ap.add_argument("--distill-epochs", type=int, default=12)
+    ap.add_argument("--distill-epochs", type=int, default=30)
+    ap.add_argument("--kl-weight", type=float, default=1.0,
+                    help="weight of both KL terms (the L1 term keeps 1)")
     args = ap.parse_args(argv)
     print(f"CPU: {cpu_flags()}")
     with tempfile.TemporaryDirectory(prefix="clipsearch-bench-distill-") as tmp:
@@ -212,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                         feed_images=args.feed_images)
         if args.part in ("quality", "all"):
             bench_quality(work, threads=args.threads, teacher_epochs=args.teacher_epochs,
-                          distill_epochs=args.distill_epochs)
+                          distill_epochs=args.distill_epochs, kl_weight=args.kl_weight)
     return 0
 
 

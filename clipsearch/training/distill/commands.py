@@ -17,7 +17,9 @@ def _distill(args: argparse.Namespace) -> int:
         heads=args.heads, inherit=Inherit(args.inherit), epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, patience=args.patience,
         temperature_start=args.temperature_start, temperature_end=args.temperature_end,
-        temperature_switch_epoch=args.temperature_switch_epoch, seed=args.seed,
+        temperature_switch_epoch=args.temperature_switch_epoch, l1_weight=args.l1_weight,
+        image_text_weight=args.image_text_weight, image_image_weight=args.image_image_weight,
+        seed=args.seed,
         threads=args.threads, device=args.device, progress=not args.no_progress,
         restart=args.restart, augment=AugmentConfig(enabled=not args.no_augment))
     items = load_images(Path(args.source), fmt=args.format, dataset=args.dataset)
@@ -58,6 +60,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--temperature-start", type=float, default=4.0)
     p.add_argument("--temperature-end", type=float, default=2.0)
     p.add_argument("--temperature-switch-epoch", type=int, default=10)
+    p.add_argument("--l1-weight", type=float, default=1.0)
+    p.add_argument("--image-text-weight", type=float, default=1.0,
+                   help="weight of the image-text KL (affinity mimicking)")
+    p.add_argument("--image-image-weight", type=float, default=1.0,
+                   help="weight of the image-image KL")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
