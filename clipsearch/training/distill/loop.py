@@ -31,6 +31,7 @@ from clipsearch.training.distill import checkpoint
 from clipsearch.training.distill.config import DistillConfig, DistillResult, EpochRecord
 from clipsearch.training.distill.data import NoImages, split_held_out, text_for
 from clipsearch.training.distill.losses import (
+    LossParts,
     LossWeights,
     distill_loss,
     held_out_agreement,
@@ -117,6 +118,22 @@ class _Run:
             raise checkpoint.CheckpointMismatch(f"unexpected weights {unexpected[:3]}")
 
     # --- training -----------------------------------------------------------------------
+    def _step(self, opt: torch.optim.Optimizer, idx: list[int], rng: np.random.Generator,
+              caption_rng: random.Random, temperature: float,
+              weights: LossWeights) -> LossParts:
+        """One optimizer step on images ``idx`` (one augmented view each, shared by both)."""
+        texts = self.texts([text_for(self.train_px.items[i], caption_rng) for i in idx])
+        pixels = self.train_px.batch(idx, rng, self.cfg.augment)
+        with torch.no_grad():
+            target = self._images(self.teacher.model, pixels)
+        parts = distill_loss(self._images(self.student, pixels), target, texts,
+                             scale=self.scale, temperature=temperature, weights=weights)
+        opt.zero_grad(set_to_none=True)
+        parts.total.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        opt.step()
+        return parts
+
     def fit(self, on_epoch: Callable[[EpochRecord], None] | None) -> DistillResult:
         cfg = self.cfg
         started = time.perf_counter()
@@ -174,18 +191,7 @@ class _Run:
                     for group in opt.param_groups:
                         group["lr"] = lr_at(state.step)
                     idx = [int(i) for i in order[s * batch:(s + 1) * batch]]
-                    texts = self.texts([text_for(self.train_px.items[i], caption_rng)
-                                        for i in idx])
-                    pixels = self.train_px.batch(idx, rng, cfg.augment)
-                    with torch.no_grad():
-                        target = self._images(self.teacher.model, pixels)
-                    parts = distill_loss(self._images(self.student, pixels), target, texts,
-                                         scale=self.scale, temperature=temperature,
-                                         weights=weights)
-                    opt.zero_grad(set_to_none=True)
-                    parts.total.backward()
-                    torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-                    opt.step()
+                    parts = self._step(opt, idx, rng, caption_rng, temperature, weights)
                     state.step += 1
                     sums += (float(parts.total.detach()), parts.l1, parts.kl_image_text,
                              parts.kl_image_image)
