@@ -4,8 +4,8 @@ Measured in one process, interleaved rounds (best kept), on a ViT-B/32-shaped ra
 (bench/feed_images.py's model, built once in ``--work-dir``) with every core as intra-op threads:
 
 - eager fp32: transformers ``get_image_features`` (the baseline of issue 13);
-- ONNX Runtime fp32 as the ``onnx`` runtime builds it (ORT_ENABLE_ALL), at several batch sizes,
-  and with intra-op spinning off;
+- ONNX Runtime fp32 as the ``onnx`` runtime builds it (ORT_ENABLE_ALL, idle intra-op threads
+  sleep), at several batch sizes, and with ORT's default of spinning idle threads;
 - ONNX Runtime fp32 after ``onnxruntime.transformers.optimizer`` (model_type clip: attention,
   LayerNorm and GELU fusions);
 - OpenVINO fp32 (only if ``openvino`` is importable: it is not a project dependency);
@@ -101,10 +101,10 @@ def main() -> None:
     t = args.threads
     contenders: dict[str, Contender] = {
         "eager fp32": eager,
-        "onnx fp32 (the onnx runtime)": _ort(folder / "vision.onnx", t),
-        "onnx fp32, no spinning": _ort(folder / "vision.onnx", t, spin=False),
+        "onnx fp32, threads spinning": _ort(folder / "vision.onnx", t),
+        "onnx fp32 (the onnx runtime)": _ort(folder / "vision.onnx", t, spin=False),
         "onnx fp32, transformers fusions": _ort(fused, t),
-        "onnx int8 (the onnx-int8 runtime)": _ort(folder / "vision.int8.onnx", t),
+        "onnx int8 (the onnx-int8 runtime)": _ort(folder / "vision.int8.onnx", t, spin=False),
     }
     ov = _openvino(folder / "vision.onnx", t)
     if ov is not None:

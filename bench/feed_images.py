@@ -187,7 +187,11 @@ def tree_rss_mib() -> float:
     me = os.getpid()
     total = rss_mib(me)
     for child in Path(f"/proc/{me}/task").glob("*/children"):
-        for pid in child.read_text().split():
+        try:
+            pids = child.read_text().split()
+        except OSError:  # the thread ended since the glob
+            continue
+        for pid in pids:
             total += rss_mib(int(pid))
     return total
 

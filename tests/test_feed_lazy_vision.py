@@ -34,16 +34,20 @@ async def test_feeding_an_indexed_source_starts_no_worker_and_loads_no_model(
     monkeypatch.setattr(encode_pool.PoolEncoder, "start", forbidden)
     monkeypatch.setattr(encode_pool, "resolve_in_subprocess", forbidden)
     monkeypatch.setattr(encode_pool.ClipEncoder, "from_settings", forbidden)
-    for workers in (2, 0):  # the worker pool and the in-process encoder alike
-        again = await run_feed_async(settings, FeedRequest(
-            source=ds.manifest, progress=False, workers=workers,
-            dead_letter=tmp_path / f"d-{workers}.jsonl"))
-        assert (again.indexed, again.encoded, again.already_indexed) == (0, 0, n)
-        assert again.runtime == "auto (not loaded: nothing to encode)"
+    again = await run_feed_async(settings, FeedRequest(  # the in-process path is the same
+        source=ds.manifest, progress=False, workers=2, dead_letter=tmp_path / "d2.jsonl"))
+    assert (again.indexed, again.encoded, again.already_indexed) == (0, 0, n)
+    assert again.runtime == "auto (not loaded: nothing to encode)"
 
 
-def test_workers_load_the_image_tower_only(tmp_path: Path, tiny_clip_dir: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data", model=str(tiny_clip_dir),
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data dir (and so one ONNX export of the tiny model) for the tests below."""
+    return tmp_path_factory.mktemp("lazy-vision")
+
+
+def test_workers_load_the_image_tower_only(data_dir: Path, tiny_clip_dir: Path) -> None:
+    settings = Settings(data_dir=data_dir, model=str(tiny_clip_dir),
                         max_image_pixels=MAX_PIXELS)
     full = ClipEncoder.load(str(tiny_clip_dir), runtime="torch", threads=1)
     pixels = np.random.default_rng(0).normal(size=(3, 3, 224, 224)).astype(np.float32)
@@ -64,12 +68,13 @@ def test_workers_load_the_image_tower_only(tmp_path: Path, tiny_clip_dir: Path) 
 
 
 def test_auto_int8_is_opt_in_and_held_to_the_cosine_bar_on_images(
-        tmp_path: Path, tiny_clip_dir: Path) -> None:
+        data_dir: Path, tiny_clip_dir: Path) -> None:
     from clipsearch.models.loading import load_clip_parts
+    from clipsearch.models.model import onnx_cache_dir
 
     parts = load_clip_parts(str(tiny_clip_dir))
-    base = RuntimeOptions(model_id=str(tiny_clip_dir), cache_dir=tmp_path / "onnx",
-                          towers="vision")
+    cache = onnx_cache_dir(Settings(data_dir=data_dir))
+    base = RuntimeOptions(model_id=str(tiny_clip_dir), cache_dir=cache, towers="vision")
     _, trials = select_runtime(parts.model, base, rounds=1)
     assert "onnx-int8" not in {t.name for t in trials}  # not without the opt-in
     opted = RuntimeOptions(**{**base.__dict__, "allow_int8": True})
