@@ -39,8 +39,11 @@ typecheck: setup
 browser:
 	sh scripts/install-browser.sh || echo "browser not installed: the page test will be skipped"
 
+# Two workers, one test file each at a time (module fixtures stay per file): many tests wait on
+# a server or a subprocess, so two workers fill both cores. PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 2
 pytest: setup browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 
 test: lint imports typecheck pytest
 
