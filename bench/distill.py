@@ -21,7 +21,7 @@ and the teacher's image vectors of the test images.
 
     .venv/bin/python bench/distill.py                        # both parts
     .venv/bin/python bench/distill.py --part speed --feed-images 64
-    .venv/bin/python bench/distill.py --part quality --distill-epochs 12
+    .venv/bin/python bench/distill.py --part quality --distill-epochs 30 --kl-weight 4
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--feed-images", type=int, default=0,
                     help="feeder end to end on this many tiles per model (0: skip)")
     ap.add_argument("--teacher-epochs", type=int, default=10)
-    ap.add_argument("--distill-epochs", type=int, default=30)
+    ap.add_argument("--distill-epochs", type=int, default=60)
     ap.add_argument("--kl-weight", type=float, default=1.0,
                     help="weight of both KL terms (the L1 term keeps 1)")
     args = ap.parse_args(argv)
