@@ -263,25 +263,13 @@ async def feed_rate(model: Path, data_dir: Path, manifest: Path, n: int, workers
 
 # --- the benchmark ----------------------------------------------------------------------------
 def cpu_flags() -> str:
+    """The machine (model, cores, SIMD flags) plus what torch makes of it."""
     import torch
 
+    from clipsearch.machine import describe_machine
     from clipsearch.models.runtimes.torch_runtime import cpu_supports_bf16
 
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni",
-              "avx_vnni", "fma")
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    model = next((ln.split(":", 1)[1].strip() for ln in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("model name")), "?")
-    return (f"{model}, {CORES} cores, flags: {' '.join(f for f in wanted if f in flags)}; "
-            f"torch cpu={torch.backends.cpu.get_cpu_capability()} "
+    return (f"{describe_machine()}; torch cpu={torch.backends.cpu.get_cpu_capability()} "
             f"native_bf16={cpu_supports_bf16()}")
 
 

@@ -30,17 +30,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "fma")
-    return " ".join(f for f in wanted if f in flags) or "none of " + ",".join(wanted)
+from clipsearch.machine import cpu_flags  # noqa: E402
 
 
 def proc_kib(pid: int, field: str) -> int:

@@ -14,26 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor()
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                  if ln.startswith("model name")), "?")
-    wanted = ("avx2", "avx512f", "sha_ni", "avx512_bf16", "amx_bf16")
-    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(f for f in wanted if f in flags)}"
+from clipsearch.machine import describe_machine
 
 
 def bench_fingerprint() -> None:
@@ -105,7 +92,7 @@ async def bench_activation(n: int = 2000, calls: int = 2000) -> None:
 
 
 def main() -> None:
-    print(f"CPU: {cpu_flags()}")
+    print(f"CPU: {describe_machine()}")
     bench_fingerprint()
     asyncio.run(bench_activation())
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from clipsearch.machine import cpu_flags
 
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
 MODES = [("lexical", "lexical"), ("vector", "vector"),
@@ -29,15 +30,6 @@ MODES = [("lexical", "lexical"), ("vector", "vector"),
          ("hybrid (linear α=0.7)", "linear α 0.7")]
 SWEEP = ["--alphas", "0,0.3,0.5,0.6,0.7,0.8,0.9,1", "--saturations", "1,3,10",
          "--rrf-ks", "10,60"]
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
-    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
 
 
 def run(cmd: list[str]) -> None:

@@ -40,19 +40,9 @@ sys.path.insert(0, str(REPO))
 
 from clipsearch.index.vespa.binarized import bits_dim, pack_bits  # noqa: E402
 from clipsearch.index.vespa.capacity import hnsw_bytes  # noqa: E402
+from clipsearch.machine import cpu_flags  # noqa: E402
 
 MAX_LINKS = 16
-
-
-def cpu_flags() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vpopcntdq", "fma")
-    return " ".join(f for f in wanted if f in flags) or "none of " + ",".join(wanted)
 
 
 def normalise(x: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from clipsearch.documents import DocumentBatch, DocumentFields
 from clipsearch.embeddings import l2_normalize
 from clipsearch.index.vespa import docs as vdocs
 from clipsearch.index.vespa.client import RetryPolicy, VespaIndex
+from clipsearch.machine import cpu_flags
 from clipsearch.settings import Settings
 
 
@@ -107,15 +108,6 @@ async def cleanup(url: str, ns: str) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=120.0) as http:
         await http.delete(f"/document/v1/{ns}/image/docid",
                           params={"selection": "true", "cluster": "clipsearch_content"})
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
 
 
 async def main() -> None:
