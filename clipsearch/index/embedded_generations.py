@@ -26,13 +26,12 @@ from clipsearch.index.generation_registry import GenerationRegistry
 from clipsearch.index.generations import (
     LEGACY_NAME,
     Catalog,
-    DimensionChange,
     Generation,
     GenerationInUse,
     GenerationNotReady,
     GenerationState,
-    check_space,
-    space_mismatch,
+    check_claim,
+    record_space,
 )
 from clipsearch.search import Filters, SearchPlan, SearchResult
 from clipsearch.settings import Settings
@@ -230,25 +229,14 @@ class GenerationalEmbeddedIndex:
         dimension (nothing written); record the space of a generation that has none yet
         (empty, or fed with the same model id before spaces were recorded)."""
         gen = await self.generation(name)
-        if dim != gen.dim:
-            raise DimensionChange(
-                f"the model makes {dim}-d vectors but {gen.describe()} holds {gen.dim}-d "
-                "ones; a new dimension needs its own generation (`clipsearch reindex`)")
-        check_space(gen, model_id=model_id, space=space, doing="refusing to write")
-        if gen.space or not space:
-            return gen
-        if gen.documents:
-            stored = {f.model_id for f in await self.scan_fields(name, limit=100)}
-            if stored - {model_id}:
-                raise space_mismatch(gen.model_copy(update={"model_id": ", ".join(
-                    sorted(stored))}), model_id=model_id, space=space,
-                    doing="refusing to write")
 
-        def record(catalog: Catalog) -> Generation:
-            g = catalog.get(name)
-            g.space, g.model_id = space, model_id
-            return g
-        return self._registry.update(record)
+        async def stored_models() -> set[str]:
+            return {f.model_id for f in await self.scan_fields(name, limit=100)}
+
+        if not await check_claim(gen, model_id=model_id, space=space, dim=dim,
+                                 stored_models=stored_models):
+            return gen
+        return self._registry.update(record_space(name, model_id=model_id, space=space))
 
     async def _adopt_legacy(self) -> None:
         """Write the catalog file of an index that predates generations (g0 = its table)."""

@@ -9,6 +9,7 @@ records, the errors and the space check. Engines: ``clipsearch.index.embedded_ge
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -119,3 +120,36 @@ def check_space(gen: Generation, *, model_id: str | None, space: str | None,
     """Raise ``EmbeddingSpaceMismatch`` when both spaces are known and differ."""
     if gen.space and space and gen.space != space:
         raise space_mismatch(gen, model_id=model_id, space=space, doing=doing)
+
+
+async def check_claim(gen: Generation, *, model_id: str, space: str | None, dim: int,
+                      stored_models: Callable[[], Awaitable[set[str]]]) -> bool:
+    """Before writing vectors of ``space`` (``dim``-d, from ``model_id``) into ``gen``:
+    refuse another dimension or a known other space (nothing written yet). True when
+    ``gen`` records no space yet and should record this one: it is empty, or what it holds
+    came from the same model id before spaces were recorded (``stored_models``: the model
+    ids of some of its documents, read only then)."""
+    if dim != gen.dim:
+        raise DimensionChange(
+            f"the model makes {dim}-d vectors but {gen.describe()} holds {gen.dim}-d "
+            "ones; a new dimension needs its own generation (`clipsearch reindex`)")
+    check_space(gen, model_id=model_id, space=space, doing="refusing to write")
+    if gen.space or not space:
+        return False
+    stored = await stored_models() if gen.documents else set()
+    if stored - {model_id}:
+        raise space_mismatch(gen.model_copy(update={"model_id": ", ".join(sorted(stored))}),
+                             model_id=model_id, space=space, doing="refusing to write")
+    return True
+
+
+def record_space(name: str, *, model_id: str, space: str | None) -> Callable[[Catalog],
+                                                                            Generation]:
+    """A catalog update that records ``space`` and ``model_id`` on generation ``name``."""
+
+    def record(catalog: Catalog) -> Generation:
+        g = catalog.get(name)
+        g.space, g.model_id = space, model_id
+        return g
+
+    return record

@@ -28,13 +28,12 @@ from clipsearch.errors import BackendError, InvalidRequest
 from clipsearch.index.generations import (
     LEGACY_NAME,
     Catalog,
-    DimensionChange,
     Generation,
     GenerationInUse,
     GenerationNotReady,
     GenerationState,
-    check_space,
-    space_mismatch,
+    check_claim,
+    record_space,
 )
 from clipsearch.index.vespa import generation_names as gn
 from clipsearch.index.vespa import schema_names as n
@@ -324,27 +323,18 @@ class GenerationalVespaIndex:
         record the space of a generation that has none yet. Checks that the generation's
         field is deployed before anything is written into it."""
         gen = await self.generation(name)
-        if dim != gen.dim:
-            raise DimensionChange(
-                f"the model makes {dim}-d vectors but {gen.describe()} holds {gen.dim}-d "
-                "ones; a new dimension needs its own generation (`clipsearch reindex`)")
-        check_space(gen, model_id=model_id, space=space, doing="refusing to write")
-        await self._ensure_field(gen, deploy=True)
-        if gen.space or not space:
-            return gen
-        if gen.documents:
-            stored = {f.model_id for f in await self.scan_fields(name, limit=100)}
-            if stored - {model_id}:
-                raise space_mismatch(gen.model_copy(update={"model_id": ", ".join(
-                    sorted(stored))}), model_id=model_id, space=space,
-                    doing="refusing to write")
 
-        def record(catalog: Catalog) -> Generation:
-            g = catalog.get(name)
-            g.space, g.model_id = space, model_id
-            return g
+        async def stored_models() -> set[str]:
+            return {f.model_id for f in await self.scan_fields(name, limit=100)}
+
+        record = await check_claim(gen, model_id=model_id, space=space, dim=dim,
+                                   stored_models=stored_models)
+        await self._ensure_field(gen, deploy=True)
+        if not record:
+            return gen
         try:
-            return await self._catalog.update(record)
+            return await self._catalog.update(record_space(name, model_id=model_id,
+                                                           space=space))
         except NoCatalogType:  # a package from before generations: feed as before, unverified
             return gen
 
