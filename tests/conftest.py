@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,3 +47,15 @@ def word_category(sample_dataset) -> dict[str, str]:  # type: ignore[no-untyped-
 def word(word_category: dict[str, str]) -> str:
     """A caption word of one category."""
     return next(iter(word_category))
+
+
+@pytest.fixture(scope="class")
+def loopback_servers() -> Iterator[list[Any]]:
+    """Loopback Vespa servers a test class starts (it appends them), stopped after the class;
+    fails the class if the stand-in saw a request outside Vespa's documented formats."""
+    started: list[Any] = []
+    yield started
+    violations = [v for s in started for v in s.violations]
+    for server in started:
+        server.__exit__(None, None, None)
+    assert violations == [], violations

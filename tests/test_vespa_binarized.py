@@ -329,24 +329,14 @@ KEEP = {"test_vector_own_vector_first", "test_vector_scores_are_exact_closeness"
         "test_hybrid_equals_fusion_of_legs", "test_filters_exclude", "test_paging_is_consistent"}
 
 
-@pytest.fixture(scope="class")
-def conformance_servers() -> Iterator[list[LoopbackVespa]]:
-    started: list[LoopbackVespa] = []
-    yield started
-    violations = [v for s in started for v in s.violations]
-    for s in started:
-        s.__exit__(None, None, None)
-    assert violations == [], violations
-
-
 class TestBinarizedConformance(IndexConformance):
     """A subset of the shared suite on a binarised package (search paths only)."""
 
     @pytest.fixture(scope="class")
-    def index_factory(self, conformance_servers: list[LoopbackVespa]) -> IndexFactory:
+    def index_factory(self, loopback_servers: list[LoopbackVespa]) -> IndexFactory:
         async def make(dim: int) -> SearchIndex:
             server = LoopbackVespa(dim=dim, vector_index="binarized").__enter__()
-            conformance_servers.append(server)
+            loopback_servers.append(server)
             return VespaIndex(url=server.url, namespace="clipsearch", dim=dim, timeout_s=5.0,
                               retry=FAST, binarized=vbin.BinarizedQuery(candidates=40))
 

@@ -5,8 +5,6 @@ This is NOT a test against a live Vespa (see test_vespa_live.py for that)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from clipsearch.index.base import SearchIndex
@@ -15,22 +13,12 @@ from tests.index_conformance import IndexConformance, IndexFactory
 from tests.vespa_loopback import LoopbackVespa
 
 
-@pytest.fixture(scope="class")
-def servers() -> Iterator[list[LoopbackVespa]]:
-    started: list[LoopbackVespa] = []
-    yield started
-    violations = [v for s in started for v in s.violations]
-    for s in started:
-        s.__exit__(None, None, None)
-    assert violations == [], violations
-
-
 class TestVespaConformance(IndexConformance):
     @pytest.fixture(scope="class")
-    def index_factory(self, servers: list[LoopbackVespa]) -> IndexFactory:
+    def index_factory(self, loopback_servers: list[LoopbackVespa]) -> IndexFactory:
         async def make(dim: int) -> SearchIndex:
             server = LoopbackVespa(dim=dim).__enter__()
-            servers.append(server)
+            loopback_servers.append(server)
             return VespaIndex(url=server.url, namespace="clipsearch", dim=dim, timeout_s=5.0,
                               retry=RetryPolicy(attempts=3, initial_s=0.01, max_s=0.05))
 

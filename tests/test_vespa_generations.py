@@ -48,22 +48,12 @@ def make_index(server: LoopbackVespa, dim: int, *, deploy: bool = True,
                                   deployer=PackageDeployer(settings) if deploy else None)
 
 
-@pytest.fixture(scope="class")
-def servers() -> Iterator[list[LoopbackVespa]]:
-    started: list[LoopbackVespa] = []
-    yield started
-    violations = [v for s in started for v in s.violations]
-    for s in started:
-        s.__exit__(None, None, None)
-    assert violations == [], violations
-
-
 class TestVespaGenerations(GenerationConformance):
     @pytest.fixture(scope="class")
-    def index_factory(self, servers: list[LoopbackVespa]) -> IndexFactory:
+    def index_factory(self, loopback_servers: list[LoopbackVespa]) -> IndexFactory:
         async def make(dim: int) -> SearchIndex:
             server = LoopbackVespa(dim=dim).__enter__()
-            servers.append(server)
+            loopback_servers.append(server)
             return make_index(server, dim)
 
         return make
