@@ -223,7 +223,7 @@ async def feed_rate(model: Path, data_dir: Path, manifest: Path, n: int, workers
     encoder = await open_encoder(settings, req)
     start = getattr(encoder, "start", None)
     if start is not None:  # the CPU encoder loads lazily: load now, so it is timed apart
-        await start()
+        await start(manifest_files(manifest)[:32])  # as on the first batch: auto's check images
     index = open_index(settings)
     peak = [0.0]
     stop = threading.Event()

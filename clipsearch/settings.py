@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     auto_int8: bool = Field(
         False, description="Opt-in: runtime auto also tries onnx-int8 (dynamic quantisation) "
         "and picks it only if it is fastest and within cos >= 0.999 of fp32 on the check batch")
+    feed_auto_int8: bool = Field(
+        True, description="The feeder's auto also tries onnx-int8, held to cos >= 0.999 of fp32 "
+        "on the check batch AND on the feed's own first images (false: fp32 runtimes only)")
     encoder_batch_wait_ms: float = Field(2.0, ge=0, le=1000,
                                          description="Micro-batching: wait for more requests")
     encoder_batch_max_items: int = Field(64, ge=1, le=4096)

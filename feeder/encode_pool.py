@@ -42,6 +42,7 @@ from multiprocessing import get_context
 import numpy as np
 
 from clipsearch.models.model import ClipEncoder, announce_runtime, batch_threads, onnx_cache_dir
+from clipsearch.models.preprocess import PreprocessSpec
 from clipsearch.settings import Settings
 from feeder.encoders import FeedEncoder, PixelEncoder
 from feeder.ordered import ordered_map
@@ -104,21 +105,51 @@ def read_meta(settings: Settings) -> ModelMeta:
     return ModelMeta(model_id=model_id, dim=dim, space_id=ident.space)
 
 
-def resolve_runtime(settings_json: str, threads: int) -> tuple[str, str]:
-    """(runtime, why): ``auto`` measured for the image tower at ``threads`` threads. Run in a
-    throwaway process (``resolve_in_subprocess``)."""
+CHECK_IMAGES = 8  # the feed's own first images that every auto candidate must match
+
+
+def check_pixels(paths: Sequence[str], settings: Settings, spec: PreprocessSpec) -> np.ndarray:
+    """The first ``CHECK_IMAGES`` readable images of ``paths``, preprocessed like the feed's
+    (unreadable ones are skipped here; the feed reports them)."""
+    rows = []
+    for path in paths:
+        got = prepare_pixels(path, spec=spec, max_bytes=settings.max_image_bytes,
+                             max_pixels=settings.max_image_pixels)
+        if isinstance(got.payload, np.ndarray):
+            rows.append(got.payload)
+        if len(rows) == CHECK_IMAGES:
+            break
+    return np.stack(rows) if rows else np.zeros((0, 3, spec.output_size[0],
+                                                 spec.output_size[1]), np.float32)
+
+
+def resolve_runtime(settings_json: str, threads: int,
+                    check_paths: Sequence[str] = ()) -> tuple[str, str]:
+    """(runtime, why): ``auto`` measured for the image tower at ``threads`` threads. With
+    ``check_paths`` (the feed's first images) and ``feed_auto_int8``, onnx-int8 is a
+    candidate too, and every candidate must stay within the cosine bar on those images.
+    Run in a throwaway process (``resolve_in_subprocess``)."""
     settings = Settings.model_validate_json(settings_json)
-    model = ClipEncoder.from_settings(settings, threads=threads, announce=False, towers=TOWERS)
-    return model.runtime.name, model.runtime_reason
+    real = bool(check_paths) and settings.feed_auto_int8
+    model = ClipEncoder.from_settings(
+        settings, threads=threads, announce=False, towers=TOWERS,
+        allow_int8=True if real else None,
+        check_images=partial(check_pixels, check_paths, settings) if real else None)
+    why = model.runtime_reason
+    if real:
+        why += (f"; int8 allowed, every candidate also checked on up to {CHECK_IMAGES} of "
+                "the feed's first images")
+    return model.runtime.name, why
 
 
-async def resolve_in_subprocess(settings: Settings, threads: int) -> tuple[str, str]:
+async def resolve_in_subprocess(settings: Settings, threads: int,
+                                check_paths: Sequence[str] = ()) -> tuple[str, str]:
     pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"),
                                initializer=exit_with_parent, initargs=(os.getpid(),))
     try:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(pool, resolve_runtime, settings.model_dump_json(),
-                                          threads)
+                                          threads, list(check_paths))
     finally:
         await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
@@ -247,11 +278,12 @@ class LocalEncoder:
         """Whether a model was loaded (worker processes or in this process)."""
         return self._pool is not None or self._inline is not None
 
-    async def start(self) -> None:
-        """Load now instead of on the first batch (benchmarks: loading is timed apart)."""
-        await self._start()
+    async def start(self, check_paths: Sequence[str] = ()) -> None:
+        """Load now instead of on the first batch (benchmarks: loading is timed apart);
+        ``check_paths``: the images ``auto`` checks its candidates on (else none)."""
+        await self._start(check_paths)
 
-    async def _start(self) -> FeedEncoder | PoolEncoder:
+    async def _start(self, check_paths: Sequence[str] = ()) -> FeedEncoder | PoolEncoder:
         if self._pool is not None:
             return self._pool
         if self._inline is not None:
@@ -261,7 +293,7 @@ class LocalEncoder:
         how = (f"{self._workers} worker processes" if self._workers > 0
                else f"1 process, {threads} threads")
         if s.runtime == "auto":
-            runtime, why = await resolve_in_subprocess(s, threads)
+            runtime, why = await resolve_in_subprocess(s, threads, check_paths)
         else:
             runtime, why = s.runtime, "configured (CLIPSEARCH_RUNTIME)"
         announce_runtime(runtime, s.model, s.device, threads, f"{why}; feeder: {how}, "
@@ -283,7 +315,8 @@ class LocalEncoder:
             list[Encoded], None]:
         if not batches:
             return
-        encoder = await self._start()
+        first = [path for batch in batches[:4] for path in batch][:4 * CHECK_IMAGES]
+        encoder = await self._start(first)
         async for out in encoder.encode_batches(batches):
             yield out
 

@@ -86,3 +86,32 @@ def test_auto_int8_is_opt_in_and_held_to_the_cosine_bar_on_images(
         assert chosen.name != "onnx-int8"
     assert chosen.towers == "vision"  # type: ignore[attr-defined]
     assert Settings(auto_int8=True).auto_int8 and not Settings().auto_int8
+
+
+def test_feed_auto_checks_its_candidates_on_the_feeds_own_images(
+        tmp_path: Path, tiny_clip_dir: Path) -> None:
+    """The feeder's auto tries onnx-int8 only with real images to check it on (the feed's
+    first images), and every candidate must clear the bar on them; a candidate that is far
+    off on real images is refused even if the synthetic batch passed."""
+    from clipsearch.models.loading import load_clip_parts
+
+    ds = make_sample_dataset(tmp_path / "src", n_per_category=1, dataset="ck")
+    paths = [str(ds.root / r.file) for r in ds.records] + [str(tmp_path / "missing.jpg")]
+    settings = Settings(data_dir=tmp_path / "data", model=str(tiny_clip_dir),
+                        max_image_pixels=MAX_PIXELS)
+    parts = load_clip_parts(str(tiny_clip_dir))
+    pixels = encode_pool.check_pixels(paths, settings, parts.spec)
+    assert pixels.shape == (min(len(ds.records), encode_pool.CHECK_IMAGES), 3, 224, 224)
+
+    _, why = encode_pool.resolve_runtime(settings.model_dump_json(), 1, paths)
+    assert "also checked on up to 8 of the feed's first images" in why and "onnx-int8" in why
+    _, plain = encode_pool.resolve_runtime(settings.model_dump_json(), 1)
+    assert "onnx-int8" not in plain  # no images to check it on: fp32 runtimes only
+    off = settings.model_copy(update={"feed_auto_int8": False}).model_dump_json()
+    assert "onnx-int8" not in encode_pool.resolve_runtime(off, 1, paths)[1]
+
+    base = RuntimeOptions(model_id=str(tiny_clip_dir), towers="vision",
+                          cache_dir=tmp_path / "data" / "cache" / "onnx", allow_int8=True,
+                          check_pixels=np.full_like(pixels, 1e3))  # far off the synthetic batch
+    chosen, trials = select_runtime(parts.model, base, rounds=1)
+    assert chosen.name in {t.name for t in trials if t.min_cosine >= MIN_COSINE}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -89,7 +89,9 @@ class ClipEncoder:
              threads: int | None = None, runtime: str = "torch",
              cache_dir: Path | None = None, text_cache_size: int = 4096,
              announce: bool = True, towers: str = "both",
-             allow_int8: bool = False) -> ClipEncoder:
+             allow_int8: bool = False,
+             check_images: Callable[[PreprocessSpec], np.ndarray] | None = None,
+             ) -> ClipEncoder:
         """Load from a hub id or a local folder (``HF_HUB_OFFLINE`` is respected).
 
         ``runtime``: torch (fp32 reference), torch-bf16, torch-fp16 (CUDA), onnx, onnx-int8,
@@ -99,8 +101,9 @@ class ClipEncoder:
         once, at INFO (``announce=False``: not at all, for copies loaded by worker processes).
         ``towers="vision"``: the image side only (``embed_texts`` then raises; ``auto``
         checks the image tower only). ``allow_int8``: ``auto`` may pick onnx-int8 when it
-        clears the same cosine bar. Raises ``ModelLoadError`` when the model is missing,
-        ``ValueError`` for an unusable runtime.
+        clears the same cosine bar; ``check_images`` (given the preprocessing) returns real
+        images that every ``auto`` candidate must also match within that bar. Raises
+        ``ModelLoadError`` when the model is missing, ``ValueError`` for an unusable runtime.
         """
         if threads is not None:
             torch.set_num_threads(threads)
@@ -112,7 +115,10 @@ class ClipEncoder:
                                                            "_commit_hash", None),
                               cache_dir=cache_dir or default_cache_dir(),
                               image_size=parts.spec.output_size[0], towers=towers,
-                              allow_int8=allow_int8)
+                              allow_int8=allow_int8,
+                              check_pixels=(check_images(parts.spec)
+                                            if check_images is not None and runtime == "auto"
+                                            else None))
         if runtime == "auto":
             chosen, trials = select_runtime(parts.model, opts)
             why = auto_reason(trials)
@@ -135,7 +141,10 @@ class ClipEncoder:
     @classmethod
     def from_settings(cls, settings: Settings, *, model: str | None = None,
                       threads: int | None = None, runtime: str | None = None,
-                      announce: bool = True, towers: str = "both") -> ClipEncoder:
+                      announce: bool = True, towers: str = "both",
+                      allow_int8: bool | None = None,
+                      check_images: Callable[[PreprocessSpec], np.ndarray] | None = None,
+                      ) -> ClipEncoder:
         """``load`` with the model, revision, device, runtime and threads from settings (each
         of the first three may be overridden, e.g. more threads for a batch job); ONNX exports
         are cached under ``<data_dir>/cache/onnx``. Every in-process user of the model library
@@ -144,7 +153,9 @@ class ClipEncoder:
                         device=settings.device, threads=threads or settings.torch_threads,
                         runtime=runtime or settings.runtime,
                         cache_dir=onnx_cache_dir(settings), announce=announce,
-                        towers=towers, allow_int8=settings.auto_int8)
+                        towers=towers,
+                        allow_int8=settings.auto_int8 if allow_int8 is None else allow_int8,
+                        check_images=check_images)
 
     # --- properties -------------------------------------------------------------------------
     @property

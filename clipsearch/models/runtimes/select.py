@@ -45,6 +45,8 @@ class RuntimeOptions:
     image_size: int = 224
     towers: str = "both"  # or "vision": the image tower only
     allow_int8: bool = False  # auto may pick onnx-int8 (when it clears MIN_COSINE)
+    # real images (n, 3, S, S), preprocessed: auto's cosine bar holds on them too
+    check_pixels: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -138,17 +140,22 @@ def select_runtime(model: CLIPModel, opts: RuntimeOptions,
 
     Candidates are timed in ``rounds`` interleaved rounds and each keeps its best time, so a
     busy neighbour during one candidate's turn does not decide the choice. With
-    ``opts.towers == "vision"`` only the image tower is checked and timed."""
+    ``opts.towers == "vision"`` only the image tower is checked and timed. With
+    ``opts.check_pixels`` (real images) every candidate must also clear the bar on them."""
     pixels, ids, mask = check_batch(opts.image_size)
+    real = opts.check_pixels if opts.check_pixels is not None and len(opts.check_pixels) else None
     text = opts.towers == "both"
     reference = TorchRuntime(model, device=opts.device, towers=opts.towers)
     ref_img = reference.image(pixels)
     ref_txt = reference.text(ids, mask) if text else None
+    ref_real = reference.image(real) if real is not None else None
     built: list[tuple[str, Runtime, float]] = []
     for name in candidates or auto_candidates(opts):
         try:
             rt = reference if name == "torch" else build_runtime(name, model, opts)
             cos = _cosines(rt.image(pixels), ref_img)
+            if real is not None and ref_real is not None and name != "torch":
+                cos = min(cos, _cosines(rt.image(real), ref_real))
             if ref_txt is not None:
                 cos = min(cos, _cosines(rt.text(ids, mask), ref_txt))
         except Exception as exc:  # a runtime that fails to build is skipped, not fatal
