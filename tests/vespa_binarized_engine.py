@@ -21,11 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from clipsearch.fusion import Candidate, fused_scores, score_fusion
+from clipsearch.fusion import score_fusion
 from clipsearch.index.vespa import schema_names as n
 from clipsearch.index.vespa.sd_parser import FieldInfo, SchemaInfo
-from clipsearch.search import Fusion, HybridParameters
-from tests.vespa_engine import Node, Ranked
+from tests.vespa_engine import Node, Ranked, global_phase
 
 _POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1)
 _SIZE = re.compile(r"\[(\d+)\]")
@@ -141,12 +140,7 @@ def rank(profile: str, candidates: list[str], bm25: dict[str, float], close: dic
     rows = window + rest
     if base in (n.PROFILE_HYBRID, n.PROFILE_HYBRID_LINEAR):
         top, rest = rows[:global_rerank], rows[global_rerank:]
-        params = HybridParameters(
-            fusion=Fusion.rrf if base == n.PROFILE_HYBRID else Fusion.linear,
-            rrf_k=n.RRF_K, alpha=alpha)
-        scores = fused_scores([Candidate(r.key, r.lexical, r.vector) for r in top], params)
-        for r, s in zip(top, scores.tolist(), strict=True):
-            r.relevance = s
+        global_phase(top, base, alpha)
         _below(rest, top)
         rows = top + rest
     rows.sort(key=lambda r: (-r.relevance, r.key))

@@ -285,6 +285,17 @@ class Ranked:
     vector: float
 
 
+def global_phase(window: list[Ranked], profile: str, alpha: float) -> None:
+    """The global phase of the rrf / linear hybrid profiles over ``window`` (the hits the
+    earlier phases kept): relevance = the fusion of their two legs (clipsearch.fusion)."""
+    params = HybridParameters(
+        fusion=Fusion.rrf if profile == n.PROFILE_HYBRID else Fusion.linear,
+        rrf_k=n.RRF_K, alpha=alpha)
+    scores = fused_scores([Candidate(r.key, r.lexical, r.vector) for r in window], params)
+    for r, s in zip(window, scores.tolist(), strict=True):
+        r.relevance = s
+
+
 def rank(profile: str, candidates: list[str], bm25: dict[str, float], close: dict[str, float],
          rerank_count: int, alpha: float, saturation: float = 3.0) -> list[Ranked]:
     """Order matched docs the way the generated profile does (fusion from clipsearch.fusion)."""
@@ -305,12 +316,7 @@ def rank(profile: str, candidates: list[str], bm25: dict[str, float], close: dic
             r.relevance = r.vector + r.lexical / (r.lexical + 10)
         rows.sort(key=lambda r: (-r.relevance, r.key))
         window, rest = rows[:rerank_count], rows[rerank_count:]
-        params = HybridParameters(
-            fusion=Fusion.rrf if profile == n.PROFILE_HYBRID else Fusion.linear,
-            rrf_k=n.RRF_K, alpha=alpha)
-        scores = fused_scores([Candidate(r.key, r.lexical, r.vector) for r in window], params)
-        for r, s in zip(window, scores.tolist(), strict=True):
-            r.relevance = s
+        global_phase(window, profile, alpha)
         low = min((r.relevance for r in window), default=0.0)
         for i, r in enumerate(rest):  # not reranked: below every reranked hit
             r.relevance = low - 1.0 - i * 1e-6
