@@ -17,6 +17,7 @@ from clipsearch.index.vespa.capacity import (
     CellType,
     estimate,
     hnsw_bytes,
+    report,
     searchable_copies,
 )
 from clipsearch.index.vespa.commands import register
@@ -90,3 +91,22 @@ def test_encoder_hours_and_qps(capsys: pytest.CaptureFixture[str]) -> None:
     assert "RTX 3080" in out and "not a measurement" in out
     with pytest.raises(SystemExit, match="multiple of groups"):
         run_cli("vespa", "capacity", "--docs", "5", "--redundancy", "3", "--groups", "2")
+
+
+def test_binarised_mode_counts_the_full_vectors_it_reranks_with() -> None:
+    """Bits (64 B at 512-d) and HNSW in memory; the full vectors paged to disk (and in the
+    document store), or in memory with --in-memory."""
+    floats = estimate(CapacityInput(docs=1_000_000))
+    paged = estimate(CapacityInput(docs=1_000_000, cell_type=CellType.BINARY))
+    assert (paged.vector_bytes, paged.paged_vector_bytes) == (64, 2048)
+    assert paged.memory_per_doc_copy == pytest.approx(
+        floats.memory_per_doc_copy - 2048 + 64, abs=0.2)
+    assert paged.disk_per_doc_copy > floats.disk_per_doc_copy  # bits + paged full vectors
+    in_memory = estimate(CapacityInput(docs=1_000_000, cell_type=CellType.BINARY, paged=False))
+    assert in_memory.vector_bytes == 64 + 2048 and in_memory.paged_vector_bytes == 0
+    half = estimate(CapacityInput(docs=1_000_000, cell_type=CellType.BINARY,
+                                  rerank_cell_type=CellType.BFLOAT16))
+    assert half.paged_vector_bytes == 1024
+    assert "paged: on disk" in report(CapacityInput(docs=10, cell_type=CellType.BINARY), paged)
+    with pytest.raises(ValueError, match="float or bfloat16"):
+        CapacityInput(docs=1, cell_type=CellType.BINARY, rerank_cell_type=CellType.INT8)

@@ -12,6 +12,9 @@ Sources (vespa-engine/documentation):
   document"; attribute disk "a conservative rule of thumb ... is twice the data size".
 * ``en/querying/approximate-nn-hnsw.md``: tensor cells float 4 B, bfloat16 2 B, int8 1 B
   (also packed binary: 1 bit per dimension); HNSW graph and vectors are in memory.
+* ``en/rag/binarizing-vectors.html`` and ``en/content/attributes.html`` (paged): the binarised
+  mode keeps the full vectors for the re-rank as a paged attribute, on disk and read through
+  the page cache, plus in the document store; with ``paged`` off they stay in memory.
 * HNSW links: level 0 holds up to ``2 * max-links-per-node`` neighbours, level l > 0 up to
   ``max-links-per-node``, a node reaches level l with probability ``M^-l`` (the HNSW paper's
   layout, as Vespa configures it), 4 B per link (a local document id), times ROF:
@@ -50,7 +53,7 @@ class CellType(StrEnum):
     FLOAT = "float"
     BFLOAT16 = "bfloat16"
     INT8 = "int8"
-    BINARY = "binary"  # int8 cells packing 8 dimensions (hamming HNSW, re-rank elsewhere)
+    BINARY = "binary"  # int8 cells packing 8 dimensions (hamming HNSW); full vectors re-rank
 
     def bytes_for(self, dim: int) -> float:
         return {"float": 4.0 * dim, "bfloat16": 2.0 * dim, "int8": 1.0 * dim,
@@ -61,6 +64,10 @@ class CapacityInput(BaseModel):
     docs: int = Field(ge=1)
     dim: int = Field(512, ge=2, le=8192)
     cell_type: CellType = CellType.FLOAT
+    rerank_cell_type: CellType = Field(CellType.FLOAT, description="binary: cell type of the "
+                                       "full vectors kept for the re-rank (float/bfloat16)")
+    paged: bool = Field(True, description="binary: the full vectors are a paged attribute "
+                        "(on disk) rather than in memory")
     redundancy: int = Field(2, ge=1, le=16)
     groups: int = Field(1, ge=1, le=64)
     max_links: int = Field(16, ge=2, le=256, description="HNSW max-links-per-node")
@@ -69,6 +76,12 @@ class CapacityInput(BaseModel):
     node_overhead_gb: float = Field(3.0, ge=0, description="OS + Vespa processes per node")
     qps: float | None = Field(None, gt=0)
     group_qps: float | None = Field(None, gt=0, description="measured QPS of one group")
+
+    @model_validator(mode="after")
+    def _rerank_cells(self) -> CapacityInput:
+        if self.rerank_cell_type not in (CellType.FLOAT, CellType.BFLOAT16):
+            raise ValueError("the full vectors of the binarised mode are float or bfloat16")
+        return self
 
     @model_validator(mode="after")
     def _copies_per_group(self) -> CapacityInput:
@@ -87,6 +100,8 @@ class NodeSize(BaseModel):
 
 class CapacityEstimate(BaseModel):
     vector_bytes: float
+    paged_vector_bytes: float = Field(0.0, description="binary + paged: the full vector, on "
+                                      "disk per document copy (not in memory)")
     hnsw_bytes: float
     attribute_bytes: float
     memory_per_doc_copy: float
@@ -114,6 +129,11 @@ def searchable_copies(redundancy: int, groups: int) -> int:
 def estimate(inp: CapacityInput,
              node_sizes: tuple[int, ...] = (16, 32, 64, 128, 256)) -> CapacityEstimate:
     vector = inp.cell_type.bytes_for(inp.dim)
+    full = inp.rerank_cell_type.bytes_for(inp.dim) if inp.cell_type is CellType.BINARY else 0.0
+    paged = full if inp.paged else 0.0
+    if not inp.paged:  # the full vectors live in memory beside the bits
+        vector += full
+    stored = full or vector  # what the document store keeps of the vector
     hnsw = hnsw_bytes(inp.max_links)
     # id: unique strings with fast-search; dataset/category/split: few unique values with
     # fast-search (U ~ 0); model_id: a plain string attribute with few values
@@ -127,7 +147,8 @@ def estimate(inp: CapacityInput,
     # disk per copy: the document store keeps the whole document (vector + text + fields),
     # flushed attributes twice their size, the caption's disk index about the text's size
     text = 2 * inp.caption_bytes + inp.id_bytes + 150
-    disk_copy = (vector + text) + 2 * (vector + hnsw + attributes + META_STORE) + inp.caption_bytes
+    disk_copy = ((stored + text) + 2 * (vector + paged + hnsw + attributes + META_STORE)
+                 + inp.caption_bytes)
     disk = inp.docs * inp.redundancy * disk_copy
     sizes = []
     for gb in node_sizes:
@@ -142,7 +163,8 @@ def estimate(inp: CapacityInput,
                               disk_per_node_gb=round(disk / GIB / nodes / FEED_BLOCK, 1)))
     groups = (math.ceil(inp.qps / inp.group_qps) if inp.qps and inp.group_qps else None)
     return CapacityEstimate(
-        vector_bytes=vector, hnsw_bytes=round(hnsw, 1), attribute_bytes=round(attributes, 1),
+        vector_bytes=vector, paged_vector_bytes=paged, hnsw_bytes=round(hnsw, 1),
+        attribute_bytes=round(attributes, 1),
         memory_per_doc_copy=round(per_copy, 1), searchable_copies=ready,
         memory_total_gb=round(memory / GIB, 2), disk_per_doc_copy=round(disk_copy, 1),
         disk_total_gb=round(disk / GIB, 1),
@@ -158,7 +180,10 @@ def report(inp: CapacityInput, est: CapacityEstimate) -> str:
         f"HNSW max-links-per-node {inp.max_links}",
         f"per document and searchable copy: vector {est.vector_bytes:.0f} B + HNSW links "
         f"{est.hnsw_bytes:.0f} B + attributes {est.attribute_bytes:.0f} B + meta store "
-        f"{META_STORE} B = {est.memory_per_doc_copy:.0f} B",
+        f"{META_STORE} B = {est.memory_per_doc_copy:.0f} B"
+        + (f"; the full {inp.rerank_cell_type.value} vectors for the re-rank "
+           f"({est.paged_vector_bytes:.0f} B) are paged: on disk, read through the page cache"
+           if est.paged_vector_bytes else ""),
         f"memory, all copies: {est.memory_total_gb:,.2f} GiB; disk, all copies: "
         f"{est.disk_total_gb:,.1f} GiB ({est.disk_per_doc_copy:.0f} B per document copy)",
         "content nodes (memory below the 0.8 feed-block limit with one node down; "

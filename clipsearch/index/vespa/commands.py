@@ -135,6 +135,7 @@ def _capacity(args: argparse.Namespace) -> int:
     try:
         inp = CapacityInput(docs=args.docs, dim=args.dim or Settings().embedding_dim,
                             cell_type=args.cell_type, redundancy=args.redundancy,
+                            rerank_cell_type=args.rerank_cell_type, paged=not args.in_memory,
                             groups=args.groups, max_links=args.max_links, qps=args.qps,
                             group_qps=args.group_qps, caption_bytes=args.caption_bytes)
     except ValidationError as exc:
@@ -188,6 +189,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--dim", type=int, default=None, help="default: CLIPSEARCH_EMBEDDING_DIM")
     p.add_argument("--cell-type", default="float",
                    choices=["float", "bfloat16", "int8", "binary"])
+    p.add_argument("--rerank-cell-type", default="float", choices=["float", "bfloat16"],
+                   help="binary: cell type of the full vectors kept for the re-rank")
+    p.add_argument("--in-memory", action="store_true",
+                   help="binary: keep the full vectors in memory instead of paged")
     p.add_argument("--redundancy", type=int, default=2)
     p.add_argument("--groups", type=int, default=1)
     p.add_argument("--max-links", type=int, default=16, help="HNSW max-links-per-node")
