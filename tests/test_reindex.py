@@ -215,6 +215,9 @@ async def test_reindex_on_vespa_resumes_and_the_cli_switches(
         half = await index.generation("g1")
         assert half.state == GenerationState.building and 0 < (half.documents or 0) < n
         assert half.table == "embedding_g1" and "embedding_g1" in vespa.state.schema.fields
+        capsys.readouterr()
+        assert await cli(["drop", "g1"]) == 1  # a reindex may be filling it: needs --force
+        assert "still being built" in capsys.readouterr().err
         report = await run_reindex_async(settings, req, encoder=clip_b)
         assert report.resumed and report.generation.state == GenerationState.complete
         # Vespa acknowledges each document's update on its own: a killed batch may have

@@ -13,7 +13,7 @@ from typing import TypeVar
 from clipsearch.errors import InvalidRequest
 from clipsearch.index import open_index
 from clipsearch.index.base import GenerationalIndex
-from clipsearch.index.generations import Generation
+from clipsearch.index.generations import Generation, GenerationState
 from clipsearch.index.writer_lock import (
     busy_message,
     index_dir_of,
@@ -93,8 +93,20 @@ def _activate(args: argparse.Namespace) -> int:
 
 
 def _drop(args: argparse.Namespace) -> int:
-    gen = _with_index(Settings(), lambda index: index.drop_generation(args.generation),
-                      writer="clipsearch drop")
+    async def drop(index: GenerationalIndex) -> Generation:
+        """On a server engine (no writer lock) a building generation may be filled by a
+        reindex running elsewhere right now: dropping it under that reindex leaves stray
+        vectors, so it takes ``--force`` (stop the reindex first)."""
+        gen = await index.generation(args.generation)
+        if (gen.state is GenerationState.building and index_dir_of(index) is None
+                and not args.force):
+            raise InvalidRequest(
+                f"{gen.describe()} is still being built ({gen.progress()}); a reindex may be "
+                "filling it right now. Stop that reindex, then `clipsearch drop "
+                f"{gen.name} --force`", reason="generation_building")
+        return await index.drop_generation(args.generation)
+
+    gen = _with_index(Settings(), drop, writer="clipsearch drop")
     print(f"dropped {gen.describe()}")
     return 0
 
@@ -113,4 +125,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=_activate)
     p = subparsers.add_parser("drop", help="delete an inactive generation and its vectors")
     p.add_argument("generation")
+    p.add_argument("--force", action="store_true", help="Vespa: drop a generation that is "
+                   "still being built (stop its reindex first)")
     p.set_defaults(func=_drop)
