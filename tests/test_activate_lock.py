@@ -57,6 +57,7 @@ def test_activate_warns_about_a_running_writer_and_still_switches(
         err = capsys.readouterr().err
         assert "warning: another writer" in err and "clipsearch feed" in err
         assert "keeps writing into the generation it started on" in err
+        assert f"generation {g1!r} holds 2 documents, 'g0' held {len(CORPUS)}" in err
         holder = read_holder(lock_dir)
         assert holder is not None and holder.command == "clipsearch feed"  # left untouched
     assert _active(settings) == g1

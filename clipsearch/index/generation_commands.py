@@ -86,7 +86,19 @@ def _activate(args: argparse.Namespace) -> int:
                       "generation has its documents (or activate --wait)", file=sys.stderr)
             return await index.activate_generation(args.generation)
 
-    gen = _with_index(Settings(), switch)
+    async def switch_and_compare(index: GenerationalIndex) -> Generation:
+        before = next((g for g in await index.generations() if g.active), None)
+        gen = await switch(index)
+        counted = {g.name: g.documents for g in await index.generations()}
+        had, has = (counted.get(before.name) if before else None), counted.get(gen.name)
+        if before is not None and before.name != gen.name and had and (has or 0) < had:
+            print(f"warning: generation {gen.name!r} holds {has or 0} documents, "
+                  f"{before.name!r} held {had}: documents fed while {before.name!r} was "
+                  f"active have no {gen.name!r} vectors (feed the source again with "
+                  f"{gen.model_id or 'its model'} to add them)", file=sys.stderr)
+        return gen.model_copy(update={"documents": has})
+
+    gen = _with_index(Settings(), switch_and_compare)
     print(f"active: {gen.describe()}, {gen.documents} documents (running gateways follow "
           "on their next request)")
     return 0
