@@ -180,6 +180,45 @@ def test_a_killed_run_resumes_from_its_checkpoint(setup: tuple[Path, list[Labell
     assert not checkpoint_dir(out).exists()
 
 
+def test_a_run_killed_inside_an_epoch_resumes_at_its_step(
+        setup: tuple[Path, list[LabelledImage]], run: tuple[DistillResult, Path],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mid-epoch checkpoints (checkpoint_every_s; 0 = after every step): a run killed inside
+    epoch 2 resumes at the step it reached and ends with the uninterrupted run's epochs."""
+    from clipsearch.training.distill import loop
+
+    teacher_dir, items = setup
+    full, _ = run
+    out = tmp_path / "student"
+    real_step = loop._Run._step
+    after_epoch_1 = [-1]  # steps taken since epoch 1 ended (-1: not ended yet)
+
+    def count_epochs(record: EpochRecord) -> None:
+        if record.epoch == 1:
+            after_epoch_1[0] = 0
+
+    def dying_step(self: object, *args: object, **kwargs: object) -> object:
+        if after_epoch_1[0] >= 0:
+            after_epoch_1[0] += 1
+            if after_epoch_1[0] == 2:  # the second step of epoch 2
+                raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop._Run, "_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        distill(_cfg(teacher_dir, out, checkpoint_every_s=0), items, on_epoch=count_epochs)
+    saved = json.loads(torch.load(checkpoint_dir(out) / "checkpoint.pt",
+                                  weights_only=True)["meta"])
+    assert (saved["epoch"], saved["epoch_step"]) == (1, 1)  # inside epoch 2, one step done
+    monkeypatch.setattr(loop._Run, "_step", real_step)
+    resumed = distill(_cfg(teacher_dir, out), items)
+    assert resumed.resumed_from_epoch == 1
+    np.testing.assert_allclose([e.held_out_cosine for e in resumed.epochs],
+                               [e.held_out_cosine for e in full.epochs], atol=1e-5)
+    np.testing.assert_allclose([e.train_loss or 0 for e in resumed.epochs],
+                               [e.train_loss or 0 for e in full.epochs], atol=1e-5)
+
+
 def test_ratios_outside_zero_one_are_refused(setup: tuple[Path, list[LabelledImage]],
                                              tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:

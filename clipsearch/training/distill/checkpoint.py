@@ -57,6 +57,10 @@ class RunState:
     history: list[EpochRecord] = field(default_factory=list)
     numpy_rng: dict[str, Any] | None = None
     python_rng: list[Any] | None = None
+    # inside an unfinished epoch: its sample order, the steps done and the loss sums so far
+    epoch_order: list[int] | None = None
+    epoch_step: int = 0
+    epoch_sums: list[float] | None = None
 
 
 def save(folder: Path, *, recipe: dict[str, object], data: str, state: RunState,
@@ -66,7 +70,9 @@ def save(folder: Path, *, recipe: dict[str, object], data: str, state: RunState,
     meta = {"recipe": recipe, "data": data, "epoch": state.epoch, "step": state.step,
             "best_epoch": state.best_epoch, "best_cosine": state.best_cosine,
             "stale": state.stale, "history": [h.model_dump() for h in state.history],
-            "numpy_rng": state.numpy_rng, "python_rng": state.python_rng}
+            "numpy_rng": state.numpy_rng, "python_rng": state.python_rng,
+            "epoch_order": state.epoch_order, "epoch_step": state.epoch_step,
+            "epoch_sums": state.epoch_sums}
     path = folder / FILE
     tmp = folder / f".{FILE}.{os.getpid()}.tmp"
     torch.save({"meta": json.dumps(meta), "student": student, "best": best,
@@ -112,6 +118,8 @@ def load(folder: Path, *, recipe: dict[str, object], data: str) -> Loaded | None
     state = RunState(epoch=meta["epoch"], step=meta["step"], best_epoch=meta["best_epoch"],
                      best_cosine=meta["best_cosine"], stale=meta["stale"],
                      history=[EpochRecord.model_validate(h) for h in meta["history"]],
-                     numpy_rng=meta["numpy_rng"], python_rng=meta["python_rng"])
+                     numpy_rng=meta["numpy_rng"], python_rng=meta["python_rng"],
+                     epoch_order=meta.get("epoch_order"), epoch_step=meta.get("epoch_step", 0),
+                     epoch_sums=meta.get("epoch_sums"))
     return Loaded(state=state, student=raw["student"], best=raw["best"],
                   optimizer=raw["optimizer"], torch_rng=raw["torch_rng"])

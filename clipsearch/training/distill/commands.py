@@ -21,7 +21,8 @@ def _distill(args: argparse.Namespace) -> int:
         image_text_weight=args.image_text_weight, image_image_weight=args.image_image_weight,
         seed=args.seed,
         threads=args.threads, device=args.device, progress=not args.no_progress,
-        restart=args.restart, augment=AugmentConfig(enabled=not args.no_augment))
+        restart=args.restart, augment=AugmentConfig(enabled=not args.no_augment),
+        checkpoint_every_s=args.checkpoint_every_s)
     items = load_images(Path(args.source), fmt=args.format, dataset=args.dataset)
     cfg = cfg.model_copy(update={"data_description": f"`{args.source}` (format "
                                                      f"{args.format}): {len(items)} images."})
@@ -66,6 +67,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--image-image-weight", type=float, default=1.0,
                    help="weight of the image-image KL")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every-s", type=float, default=600.0,
+                   help="also checkpoint inside an epoch every N seconds (0: every step)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--no-augment", action="store_true")

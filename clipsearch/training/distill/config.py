@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from clipsearch.training.augment import AugmentConfig
 
 # what may change between a run and its resumption without invalidating the checkpoint
-RUNTIME_ONLY = frozenset({"threads", "device", "progress", "out_dir", "restart"})
+RUNTIME_ONLY = frozenset({"threads", "device", "progress", "out_dir", "restart",
+                          "checkpoint_every_s"})
 
 
 class Inherit(StrEnum):
@@ -56,6 +57,9 @@ class DistillConfig(BaseModel):
     device: str = "cpu"
     progress: bool = True
     restart: bool = Field(False, description="ignore (and replace) an existing checkpoint")
+    checkpoint_every_s: float = Field(600.0, ge=0, description="also checkpoint inside an "
+                                      "epoch every N seconds, so a killed run on a large set "
+                                      "loses minutes, not an epoch (0: after every step)")
     data_description: str = ""
 
     def temperature(self, epoch: int) -> float:

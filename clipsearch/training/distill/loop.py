@@ -163,7 +163,8 @@ class _Run:
             if state.python_rng is not None:
                 caption_rng.setstate(cast(tuple[Any, ...], _as_tuple(state.python_rng)))
             resumed: int | None = state.epoch
-            log.info("resuming from the checkpoint in %s after epoch %d", folder, state.epoch)
+            log.info("resuming from the checkpoint in %s after epoch %d (+%d steps)", folder,
+                     state.epoch, state.epoch_step)
         else:
             state = checkpoint.RunState()
             cosine0 = self.agreement()
@@ -178,6 +179,18 @@ class _Run:
         stopped = state.stale >= cfg.patience and state.epoch < cfg.epochs
         bar = tqdm(total=total, initial=state.step, disable=not cfg.progress, unit="step",
                    desc="distill", dynamic_ncols=True)
+        last_save = time.monotonic()
+
+        def save_inside(order: np.ndarray, done: int, sums: np.ndarray) -> None:
+            """A checkpoint after ``done`` steps of the current epoch."""
+            state.epoch_order, state.epoch_step = order.tolist(), done
+            state.epoch_sums = sums.tolist()
+            state.numpy_rng = dict(rng.bit_generator.state)
+            state.python_rng = list(caption_rng.getstate())
+            checkpoint.save(folder, recipe=recipe, data=data, state=state,
+                            student=self.trainable_state(), best=best,
+                            optimizer=opt.state_dict())
+
         try:
             for epoch in range(state.epoch + 1, cfg.epochs + 1):
                 if stopped:
@@ -185,9 +198,12 @@ class _Run:
                 t0 = time.perf_counter()
                 temperature = cfg.temperature(epoch)
                 self.student.train()
-                order = rng.permutation(len(self.train_px))
-                sums = np.zeros(4)
-                for s in range(steps_per_epoch):
+                if state.epoch_order is not None:  # resume inside this epoch
+                    order = np.asarray(state.epoch_order)
+                    first, sums = state.epoch_step, np.asarray(state.epoch_sums or [0.0] * 4)
+                else:
+                    order, first, sums = rng.permutation(len(self.train_px)), 0, np.zeros(4)
+                for s in range(first, steps_per_epoch):
                     for group in opt.param_groups:
                         group["lr"] = lr_at(state.step)
                     idx = [int(i) for i in order[s * batch:(s + 1) * batch]]
@@ -199,6 +215,10 @@ class _Run:
                     bar.set_postfix(epoch=epoch, T=f"{temperature:g}",
                                     loss=f"{float(parts.total.detach()):.4f}",
                                     held_out_cos=f"{state.history[-1].held_out_cosine:.4f}")
+                    if (s + 1 < steps_per_epoch
+                            and time.monotonic() - last_save >= cfg.checkpoint_every_s):
+                        save_inside(order, s + 1, sums)
+                        last_save = time.monotonic()
                 cosine = self.agreement()
                 means = sums / steps_per_epoch
                 record = EpochRecord(epoch=epoch, temperature=temperature,
@@ -216,11 +236,13 @@ class _Run:
                 else:
                     state.stale += 1
                 state.epoch = epoch
+                state.epoch_order, state.epoch_step, state.epoch_sums = None, 0, None
                 state.numpy_rng = dict(rng.bit_generator.state)
                 state.python_rng = list(caption_rng.getstate())
                 checkpoint.save(folder, recipe=recipe, data=data, state=state,
                                 student=self.trainable_state(), best=best,
                                 optimizer=opt.state_dict())
+                last_save = time.monotonic()
                 if on_epoch:
                     on_epoch(record)
                 stopped = state.stale >= cfg.patience and epoch < cfg.epochs
