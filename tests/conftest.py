@@ -26,6 +26,14 @@ def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip") / "model")
 
 
+@pytest.fixture(scope="module")
+def clip(tiny_clip_dir: Path):  # type: ignore[no-untyped-def]
+    """The tiny CLIP loaded as every service loads a model (fp32 torch, one thread)."""
+    from clipsearch.models.model import ClipEncoder
+
+    return ClipEncoder.load(str(tiny_clip_dir), threads=1, runtime="torch")
+
+
 @pytest.fixture(scope="session")
 def sample_dataset(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """A small generated image set in the generic JSONL manifest format."""

@@ -16,8 +16,11 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from clipsearch.embeddings import Embeddings, l2_normalize
+from clipsearch.errors import InvalidImage
 from clipsearch.index import open_index
 from clipsearch.settings import Settings
+from feeder.request import FeedRequest
 
 # Settings for feeder tests: a bomb is anything above this many pixels.
 MAX_PIXELS = 100 * 100
@@ -250,3 +253,46 @@ async def stored_embeddings(settings: Settings, ids: Sequence[str]) -> dict[str,
         return out
     finally:
         await index.close()
+
+
+def settings_for(tmp: Path, tiny_clip_dir: Path) -> Settings:
+    """Settings of a feed test: data under ``tmp/data``, the tiny model, small images."""
+    return Settings(data_dir=tmp / "data", model=str(tiny_clip_dir), max_image_pixels=MAX_PIXELS)
+
+
+def feed_request(source: Path, dead_letter: Path, **kw: object) -> FeedRequest:
+    """A feed of ``source`` without progress bar or retry waits."""
+    return FeedRequest(source=source, progress=False, dead_letter=dead_letter,
+                       retry_base_s=0.0, **kw)  # type: ignore[arg-type]
+
+
+class BytesEmbedder:
+    """An ``Embedder`` over image bytes (like the encoder service) that refuses one image."""
+
+    def __init__(self, refuse: bytes) -> None:
+        self.refuse = refuse
+        self.calls: list[int] = []
+
+    @property
+    def model_id(self) -> str:
+        return "bytes-model"
+
+    @property
+    def dim(self) -> int:
+        return 512
+
+    async def embed_texts(self, texts: Sequence[str]) -> Embeddings:
+        raise NotImplementedError
+
+    async def embed_images(self, images: Sequence[bytes]) -> Embeddings:
+        self.calls.append(len(images))
+        if self.refuse in images:
+            raise InvalidImage("the encoder cannot read this one")
+        rows = [np.frombuffer(img[-512:].ljust(512, b"\x01"), np.uint8) for img in images]
+        return Embeddings("bytes-model", l2_normalize(np.stack(rows).astype(np.float32) + 1))
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

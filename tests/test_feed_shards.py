@@ -14,28 +14,18 @@ import pytest
 from pydantic import ValidationError
 
 from clipsearch.errors import InvalidRequest
-from clipsearch.settings import Settings
 from feeder.commands import FeedRequest, run_feed_async
 from feeder.shards import Shard, shard_of
-from tests.feeder_fixtures import MAX_PIXELS, make_generic, stored_embeddings
+from tests.feeder_fixtures import (
+    feed_request,
+    make_generic,
+    settings_for,
+    stored_embeddings,
+)
 
 N = 3
 
 
-@pytest.fixture(scope="module")
-def clip(tiny_clip_dir: Path):  # type: ignore[no-untyped-def]
-    from clipsearch.models.model import ClipEncoder
-
-    return ClipEncoder.load(str(tiny_clip_dir), threads=1)
-
-
-def _settings(root: Path, tiny_clip_dir: Path) -> Settings:
-    return Settings(data_dir=root / "data", model=str(tiny_clip_dir), max_image_pixels=MAX_PIXELS)
-
-
-def _request(source: Path, dead: Path, **kw: object) -> FeedRequest:
-    return FeedRequest(source=source, progress=False, dead_letter=dead, retry_base_s=0.0,
-                       **kw)  # type: ignore[arg-type]
 
 
 def _dead(path: Path) -> Counter[tuple[str, str]]:
@@ -82,17 +72,17 @@ def test_prune_refuses_a_shard(tmp_path: Path) -> None:
 async def test_union_of_three_shards_is_the_full_feed(tmp_path: Path, tiny_clip_dir: Path,
                                                       clip) -> None:
     exp = make_generic(tmp_path / "src", n_good=5)  # ids in shards 1, 1, 0, 1, 2
-    full_settings = _settings(tmp_path / "full", tiny_clip_dir)
-    full = await run_feed_async(full_settings, _request(exp.source, tmp_path / "full.jsonl"),
+    full_settings = settings_for(tmp_path / "full", tiny_clip_dir)
+    full = await run_feed_async(full_settings, feed_request(exp.source, tmp_path / "full.jsonl"),
                                 encoder=clip)
     assert full.indexed == len(exp.good)
     want = await stored_embeddings(full_settings, exp.good)
 
-    sharded = _settings(tmp_path / "sharded", tiny_clip_dir)
+    sharded = settings_for(tmp_path / "sharded", tiny_clip_dir)
     indexed, dead = [], Counter[tuple[str, str]]()
     for k in range(N):
         report = await run_feed_async(
-            sharded, _request(exp.source, tmp_path / f"dead{k}.jsonl", shard=f"{k}/{N}"),
+            sharded, feed_request(exp.source, tmp_path / f"dead{k}.jsonl", shard=f"{k}/{N}"),
             encoder=clip)
         assert not report.aborted
         indexed.append(report.indexed)
@@ -105,7 +95,7 @@ async def test_union_of_three_shards_is_the_full_feed(tmp_path: Path, tiny_clip_
     assert dead == _dead(tmp_path / "full.jsonl")  # each bad row reported by one shard only
 
     # from the stored embeddings: shard 1 of 3 feeds exactly its ids, without a model
-    only = _settings(tmp_path / "from-shards", tiny_clip_dir)
+    only = settings_for(tmp_path / "from-shards", tiny_clip_dir)
     report = await run_feed_async(only, FeedRequest(
         from_embeddings=full_settings.data_dir / "embeddings", progress=False,
         dead_letter=tmp_path / "d.jsonl", shard=f"1/{N}"))

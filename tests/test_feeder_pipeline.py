@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipsearch.embeddings import Embeddings, l2_normalize
-from clipsearch.errors import InvalidImage, InvalidRequest
+from clipsearch.embeddings import l2_normalize
+from clipsearch.errors import InvalidRequest
 from clipsearch.index import open_index
 from clipsearch.settings import Settings
 from feeder.commands import FeedRequest, run_feed_async
@@ -19,28 +19,19 @@ from feeder.export import ExportRequest, write_vespa_feed
 from feeder.store import EmbeddingStore
 from tests.feeder_fixtures import (
     MAX_PIXELS,
+    BytesEmbedder,
     Expected,
     MemoryIndex,
+    feed_request,
     make_generic,
     make_imageclef,
     make_karpathy,
+    settings_for,
 )
 
 
-@pytest.fixture(scope="module")
-def clip(tiny_clip_dir: Path):  # type: ignore[no-untyped-def]
-    from clipsearch.models.model import ClipEncoder
-
-    return ClipEncoder.load(str(tiny_clip_dir), threads=1)
-
-
-def settings_for(tmp: Path, tiny_clip_dir: Path) -> Settings:
-    return Settings(data_dir=tmp / "data", model=str(tiny_clip_dir), max_image_pixels=MAX_PIXELS)
-
-
 def request(source: Path, tmp: Path, **kw: object) -> FeedRequest:
-    return FeedRequest(source=source, progress=False, dead_letter=tmp / "dead.jsonl",
-                       retry_base_s=0.0, **kw)  # type: ignore[arg-type]
+    return feed_request(source, tmp / "dead.jsonl", **kw)
 
 
 async def index_ids(settings: Settings, expected: Sequence[str]) -> tuple[int, set[str]]:
@@ -253,38 +244,6 @@ async def test_dimension_mismatch_is_refused_before_writing(tmp_path: Path,
     with pytest.raises(InvalidRequest, match="512-d embeddings but the index stores 256-d"):
         await run_feed_async(s, request(exp.source, tmp_path), index=index, encoder=clip)
     assert index.attempts == 0 and not (s.data_dir / "embeddings").exists()
-
-
-class BytesEmbedder:
-    """An ``Embedder`` over image bytes (like the encoder service) that refuses one image."""
-
-    def __init__(self, refuse: bytes) -> None:
-        self.refuse = refuse
-        self.calls: list[int] = []
-
-    @property
-    def model_id(self) -> str:
-        return "bytes-model"
-
-    @property
-    def dim(self) -> int:
-        return 512
-
-    async def embed_texts(self, texts: Sequence[str]) -> Embeddings:
-        raise NotImplementedError
-
-    async def embed_images(self, images: Sequence[bytes]) -> Embeddings:
-        self.calls.append(len(images))
-        if self.refuse in images:
-            raise InvalidImage("the encoder cannot read this one")
-        rows = [np.frombuffer(img[-512:].ljust(512, b"\x01"), np.uint8) for img in images]
-        return Embeddings("bytes-model", l2_normalize(np.stack(rows).astype(np.float32) + 1))
-
-    async def ping(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 async def test_bytes_encoder_isolates_a_refused_image(tmp_path: Path) -> None:

@@ -10,10 +10,15 @@ import pyarrow.parquet as pq
 
 from clipsearch.documents import DocumentFields
 from clipsearch.settings import Settings
-from feeder.commands import FeedRequest, run_feed_async
+from feeder.commands import run_feed_async
 from feeder.store import EmbeddingStore
-from tests.feeder_fixtures import MAX_PIXELS, MemoryIndex, make_generic
-from tests.test_feeder_pipeline import BytesEmbedder
+from tests.feeder_fixtures import (
+    MAX_PIXELS,
+    BytesEmbedder,
+    MemoryIndex,
+    feed_request,
+    make_generic,
+)
 
 
 class SpacedEmbedder(BytesEmbedder):
@@ -27,8 +32,7 @@ class SpacedEmbedder(BytesEmbedder):
 async def test_a_model_retrained_in_place_is_encoded_again(tmp_path: Path) -> None:
     exp = make_generic(tmp_path / "src", n_good=4)
     settings = Settings(data_dir=tmp_path / "data", max_image_pixels=MAX_PIXELS)
-    request = FeedRequest(source=exp.source, progress=False, dead_letter=tmp_path / "dead.jsonl",
-                          retry_base_s=0.0)  # type: ignore[call-arg]
+    request = feed_request(exp.source, tmp_path / "dead.jsonl")
     first, again, retrained = SpacedEmbedder("a" * 64), SpacedEmbedder("a" * 64), \
         SpacedEmbedder("b" * 64)
     for embedder in (first, again, retrained):

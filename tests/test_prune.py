@@ -20,11 +20,6 @@ from feeder.prune import PruneRefused, prune
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-@pytest.fixture(scope="module")
-def clip(tiny_clip_dir: Path) -> ClipEncoder:
-    return ClipEncoder.load(str(tiny_clip_dir), threads=1, runtime="torch")
-
-
 def _rows(sample_dataset: Any) -> list[dict[str, Any]]:
     base = sample_dataset.manifest.parent
     rows = [json.loads(x) for x in sample_dataset.manifest.read_text().splitlines() if x]
