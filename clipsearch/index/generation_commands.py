@@ -87,9 +87,10 @@ def _activate(args: argparse.Namespace) -> int:
             return await index.activate_generation(args.generation)
 
     async def switch_and_compare(index: GenerationalIndex) -> Generation:
-        before = next((g for g in await index.generations() if g.active), None)
+        listed = await index.generations()  # document counts: a switch does not change them
+        before = next((g for g in listed if g.active), None)
         gen = await switch(index)
-        counted = {g.name: g.documents for g in await index.generations()}
+        counted = {g.name: g.documents for g in listed}
         had, has = (counted.get(before.name) if before else None), counted.get(gen.name)
         if before is not None and before.name != gen.name and had and (has or 0) < had:
             print(f"warning: generation {gen.name!r} holds {has or 0} documents, "
