@@ -46,7 +46,7 @@ from clipsearch.models.preprocess import PreprocessSpec
 from clipsearch.settings import Settings
 from feeder.encoders import FeedEncoder, PixelEncoder
 from feeder.ordered import ordered_map
-from feeder.prepare import Encoded, prepare_pixels
+from feeder.prepare import Encoded, embed_prepared, prepare_pixels
 from feeder.worker_guard import exit_with_parent
 
 log = logging.getLogger(__name__)
@@ -177,14 +177,7 @@ def encode_paths(spec: WorkerSpec, paths: Sequence[str]) -> list[Encoded]:
     prepared = [prepare_pixels(p, spec=model.preprocess_spec,
                                max_bytes=settings.max_image_bytes,
                                max_pixels=settings.max_image_pixels) for p in paths]
-    good = [i for i, prep in enumerate(prepared) if prep.reason is None]
-    out = [Encoded.refused(prep) for prep in prepared]
-    if good:
-        pixels = np.stack([prepared[i].payload for i in good])  # type: ignore[misc]
-        vectors = model.embed_pixels(pixels).vectors
-        for row, i in enumerate(good):
-            out[i] = Encoded(vector=vectors[row])
-    return out
+    return embed_prepared(prepared, model.embed_pixels)
 
 
 def _check_same(meta: ModelMeta, runtime: str, got: Sequence[WorkerInfo]) -> None:

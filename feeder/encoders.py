@@ -33,7 +33,14 @@ from clipsearch.models.identity import space_of
 from clipsearch.models.preprocess import PreprocessSpec
 from clipsearch.settings import Settings
 from feeder.ordered import ordered_map
-from feeder.prepare import Encoded, Prepared, prepare_all, prepare_bytes, prepare_pixels
+from feeder.prepare import (
+    Encoded,
+    Prepared,
+    embed_prepared,
+    prepare_all,
+    prepare_bytes,
+    prepare_pixels,
+)
 from feeder.request import FeedRequest
 from feeder.worker_guard import exit_with_parent
 
@@ -131,14 +138,7 @@ class PixelEncoder:
         try:
             ahead = max(2, self._decode_workers + 1)
             async for prepared in ordered_map(decode, batches, inflight=ahead):
-                out = [Encoded.refused(p) for p in prepared]
-                good = [i for i, p in enumerate(prepared) if p.reason is None]
-                if good:
-                    pixels = np.stack([prepared[i].payload for i in good])  # type: ignore[misc]
-                    vectors = (await asyncio.to_thread(self._model.embed_pixels, pixels)).vectors
-                    for row, i in enumerate(good):
-                        out[i] = Encoded(vector=vectors[row])
-                yield out
+                yield await asyncio.to_thread(embed_prepared, prepared, self._model.embed_pixels)
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
 

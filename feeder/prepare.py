@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clipsearch.datasets.records import Reason
+from clipsearch.embeddings import Embeddings
 from clipsearch.errors import ImageTooLarge, InvalidImage
 from clipsearch.models.images import decode_image
 from clipsearch.models.preprocess import PreprocessSpec, preprocess
@@ -40,6 +41,20 @@ class Encoded:
 def prepare_all(fn: Callable[[str], Prepared], paths: Sequence[str]) -> list[Prepared]:
     """``fn`` over a batch of paths (one task for a thread or process pool)."""
     return [fn(p) for p in paths]
+
+
+def embed_prepared(prepared: Sequence[Prepared],
+                   embed_pixels: Callable[[np.ndarray], Embeddings]) -> list[Encoded]:
+    """One ``Encoded`` per prepared image: the usable ones embedded in one pixel batch, the
+    others refused with their reason."""
+    out = [Encoded.refused(p) for p in prepared]
+    good = [i for i, p in enumerate(prepared) if p.reason is None]
+    if good:
+        pixels = np.stack([prepared[i].payload for i in good])  # type: ignore[misc]
+        vectors = embed_pixels(pixels).vectors
+        for row, i in enumerate(good):
+            out[i] = Encoded(vector=vectors[row])
+    return out
 
 
 def _read(path: str) -> bytes | Prepared:
