@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -36,6 +36,34 @@ def zip_package(root: Path) -> bytes:
             if path.is_file():
                 zf.write(path, path.relative_to(root).as_posix())
     return buf.getvalue()
+
+
+def zip_files(files: dict[str, str]) -> bytes:
+    """A generated package (relative path -> text) as the zip the config server takes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for rel, text in sorted(files.items()):
+            zf.writestr(rel, text)
+    return buf.getvalue()
+
+
+def refuse_lint_problems(problems: Sequence[object]) -> None:
+    if problems:
+        raise InvalidRequest("the package fails the lint:\n"
+                             + "\n".join(f"  {p}" for p in problems), reason="lint")
+
+
+def activate_checked(config_url: str, package: bytes, *,
+                     report: Callable[[str], None] = print) -> DeployResponse:
+    """Prepare and activate ``package``, report its config change actions, and raise
+    ``DeployNeedsAction`` when one needs a restart or a re-feed (the package is active)."""
+    response = prepare_and_activate(config_url, package)
+    for line in response.actions.describe():
+        report(f"config change action: {line}")
+    failure = must_fail(response.actions)
+    if failure:
+        raise DeployNeedsAction(failure)
+    return response
 
 
 def _reason(resp: httpx.Response) -> str:
@@ -153,17 +181,9 @@ def deploy(root: Path, config_url: str, url: str, *, wait_s: float = 300.0,
     package is active then); waits up to ``reindex_wait_s`` for a reindexing (0: report it
     and return, the old index terms serve meanwhile)."""
     if lint:
-        problems = lint_package(root)
-        if problems:
-            raise InvalidRequest("the package fails the lint:\n"
-                                 + "\n".join(f"  {p}" for p in problems), reason="lint")
+        refuse_lint_problems(lint_package(root))
     package = zip_package(root)
-    response = prepare_and_activate(config_url, package)
-    for line in response.actions.describe():
-        report(f"config change action: {line}")
-    failure = must_fail(response.actions)
-    if failure:
-        raise DeployNeedsAction(failure)
+    response = activate_checked(config_url, package, report=report)
     if wait_s > 0:
         wait_until_up(url, deadline_s=wait_s, interval_s=interval_s)
     if response.actions.reindex:

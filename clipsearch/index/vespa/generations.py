@@ -20,6 +20,7 @@ fits a multi-node package); ``clipsearch reindex`` then resumes it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -44,6 +45,8 @@ from clipsearch.index.vespa.generation_schema import later_generations
 from clipsearch.index.vespa.generation_view import VespaGenerationView
 from clipsearch.search import Filters, Mode, SearchPlan, SearchResult
 from clipsearch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 VISIT_FIELDS = (n.F_ID, n.F_CAPTIONS, n.F_DATASET, n.F_CATEGORY, n.F_SPLIT, n.F_IMAGE_URI,
                 n.F_MODEL_ID, gn.F_GENERATIONS)
@@ -83,25 +86,15 @@ class PackageDeployer:
                               later_generations(catalog), **options)
 
     def deploy_files(self, files: dict[str, str]) -> None:
-        import io
-        import zipfile
-
-        from clipsearch.index.vespa.change_actions import DeployNeedsAction, must_fail
-        from clipsearch.index.vespa.deploy import prepare_and_activate
+        from clipsearch.index.vespa.deploy import (
+            activate_checked,
+            refuse_lint_problems,
+            zip_files,
+        )
         from clipsearch.index.vespa.lint import lint_files
 
-        problems = lint_files(files)
-        if problems:
-            raise InvalidRequest("the generated package fails the lint: "
-                                 + "; ".join(map(str, problems)), reason="lint")
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for rel, text in sorted(files.items()):
-                zf.writestr(rel, text)
-        response = prepare_and_activate(self._settings.vespa_config_url, buf.getvalue())
-        failure = must_fail(response.actions)
-        if failure:
-            raise DeployNeedsAction(failure)
+        refuse_lint_problems(lint_files(files))
+        activate_checked(self._settings.vespa_config_url, zip_files(files), report=log.info)
 
     async def __call__(self, catalog: Catalog) -> None:
         await asyncio.to_thread(self.deploy_files, self._files(catalog))
