@@ -28,10 +28,10 @@ from clipsearch.index.generations import (
     Catalog,
     Generation,
     GenerationInUse,
-    GenerationNotReady,
     GenerationState,
     check_claim,
     record_space,
+    require_complete,
 )
 from clipsearch.search import Filters, SearchPlan, SearchResult
 from clipsearch.settings import Settings
@@ -174,30 +174,17 @@ class GenerationalEmbeddedIndex:
         return gen
 
     async def set_expected(self, name: str, expected: int) -> None:
-        def change(catalog: Catalog) -> None:
-            catalog.get(name).expected = expected
-        self._registry.update(change)
+        self._registry.update(lambda catalog: catalog.set_expected(name, expected))
 
     async def complete_generation(self, name: str) -> Generation:
-        def change(catalog: Catalog) -> Generation:
-            gen = catalog.get(name)
-            gen.state = GenerationState.complete
-            return gen
-        return self._registry.update(change)
+        return self._registry.update(lambda catalog: catalog.mark_complete(name))
 
     async def activate_generation(self, name: str) -> Generation:
         """Make ``name`` active (atomically); a building generation is refused."""
         gen = await self.generation(name)
-        if gen.state != GenerationState.complete:
-            raise GenerationNotReady(
-                f"generation {name!r} is still being built ({gen.progress()}); finish it "
-                "with `clipsearch reindex` (it resumes) before activating it")
+        require_complete(gen)
         await self._adopt_legacy()
-
-        def change(catalog: Catalog) -> None:
-            catalog.get(name)
-            catalog.active = name
-        self._registry.update(change)
+        self._registry.update(lambda catalog: catalog.make_active(name))
         return gen.model_copy(update={"active": True})
 
     async def drop_generation(self, name: str) -> Generation:

@@ -82,6 +82,19 @@ class Catalog(BaseModel):
             n += 1
         return f"g{n}"
 
+    # catalog updates, shared by the engines (each applies them under its own write rule)
+    def set_expected(self, name: str, expected: int) -> None:
+        self.get(name).expected = expected
+
+    def mark_complete(self, name: str) -> Generation:
+        gen = self.get(name)
+        gen.state = GenerationState.complete
+        return gen
+
+    def make_active(self, name: str) -> None:
+        self.get(name)
+        self.active = name
+
 
 class UnknownGeneration(NotFound):
     reason = "unknown_generation"
@@ -113,6 +126,14 @@ def space_mismatch(gen: Generation, *, model_id: str | None, space: str | None,
         f"{gen.model_id or '...'}), or build a generation for the new model "
         "(`clipsearch reindex --model NEW`) and `clipsearch activate` it. Lexical search and "
         "image_id queries keep working.")
+
+
+def require_complete(gen: Generation) -> None:
+    """Only a complete generation may be activated (with how far a building one got)."""
+    if gen.state != GenerationState.complete:
+        raise GenerationNotReady(
+            f"generation {gen.name!r} is still being built ({gen.progress()}); finish it "
+            "with `clipsearch reindex` (it resumes) before activating it")
 
 
 def check_space(gen: Generation, *, model_id: str | None, space: str | None,

@@ -31,10 +31,10 @@ from clipsearch.index.generations import (
     Catalog,
     Generation,
     GenerationInUse,
-    GenerationNotReady,
     GenerationState,
     check_claim,
     record_space,
+    require_complete,
 )
 from clipsearch.index.vespa import generation_names as gn
 from clipsearch.index.vespa import schema_names as n
@@ -262,31 +262,18 @@ class GenerationalVespaIndex:
             "(it resumes)", reason="generation_field_missing")
 
     async def set_expected(self, name: str, expected: int) -> None:
-        def change(catalog: Catalog) -> None:
-            catalog.get(name).expected = expected
-        await self._catalog.update(change)
+        await self._catalog.update(lambda catalog: catalog.set_expected(name, expected))
 
     async def complete_generation(self, name: str) -> Generation:
-        def change(catalog: Catalog) -> Generation:
-            gen = catalog.get(name)
-            gen.state = GenerationState.complete
-            return gen
-        return await self._catalog.update(change)
+        return await self._catalog.update(lambda catalog: catalog.mark_complete(name))
 
     async def activate_generation(self, name: str) -> Generation:
         """Make ``name`` active for every replica (one catalog write); a building generation,
         or one whose field the deployed schema lacks, is refused."""
         gen = await self.generation(name)
-        if gen.state != GenerationState.complete:
-            raise GenerationNotReady(
-                f"generation {name!r} is still being built ({gen.progress()}); finish it "
-                "with `clipsearch reindex` (it resumes) before activating it")
+        require_complete(gen)
         await self._ensure_field(gen, deploy=False)
-
-        def change(catalog: Catalog) -> None:
-            catalog.get(name)
-            catalog.active = name
-        await self._catalog.update(change)
+        await self._catalog.update(lambda catalog: catalog.make_active(name))
         return gen.model_copy(update={"active": True})
 
     async def drop_generation(self, name: str) -> Generation:
