@@ -14,10 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +31,7 @@ from clipsearch.models.runtimes.torch_runtime import features
 from clipsearch.training.card import write_model_card
 from clipsearch.training.config import EpochMetrics, FinetuneConfig, FinetuneResult
 from clipsearch.training.optim import adamw, warmup_cosine
+from clipsearch.training.output import staged_output
 from clipsearch.training.pixels import PixelSet
 from clipsearch.training.splits import TEST_SPLITS, VAL_SPLITS, seeded_holdout
 
@@ -126,9 +124,7 @@ class _Trainer:
         if on_epoch:
             on_epoch(history[0])
         best, best_epoch, stale, stopped = mrr0, 0, 0, False
-        staging = Path(tempfile.mkdtemp(prefix=f".{cfg.out_dir.name}.tmp-",
-                                        dir=cfg.out_dir.parent))
-        try:
+        with staged_output(cfg.out_dir) as staging:
             self._save(staging)  # the untrained model is the best until an epoch beats it
             for epoch in range(1, cfg.epochs + 1):
                 t0 = time.perf_counter()
@@ -171,11 +167,6 @@ class _Trainer:
                 val_images=len(self.val), seconds=time.perf_counter() - started)
             (staging / "training_metrics.json").write_text(result.model_dump_json(indent=2))
             write_model_card(staging / "README.md", cfg, result)
-            if cfg.out_dir.exists():
-                shutil.rmtree(cfg.out_dir)
-            os.rename(staging, cfg.out_dir)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return result
 
     def _save(self, path: Path) -> None:

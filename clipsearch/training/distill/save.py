@@ -9,9 +9,6 @@ written.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,6 +18,7 @@ from clipsearch.models.identity import short_space, write_declaration
 from clipsearch.training.card import front_matter, settings_table
 from clipsearch.training.distill.config import DistillConfig, DistillResult, TowerShape
 from clipsearch.training.distill.teacher import Teacher
+from clipsearch.training.output import staged_output
 
 METRICS_FILE = "distill_metrics.json"
 
@@ -103,20 +101,11 @@ def write_student_files(student: CLIPModel, teacher: Teacher, folder: Path) -> N
 
 def save_student(student: CLIPModel, teacher: Teacher, cfg: DistillConfig,
                  result: DistillResult) -> Path:
-    out = cfg.out_dir
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with staged_output(cfg.out_dir) as staging:
         write_student_files(student, teacher, staging)
         (staging / METRICS_FILE).write_text(result.model_dump_json(indent=2))
         (staging / "README.md").write_text(render_card(cfg, result))
-        staging.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out
+    return cfg.out_dir
 
 
 def load_result(folder: Path) -> DistillResult | None:
