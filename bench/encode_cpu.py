@@ -9,12 +9,16 @@ Measured in one process, interleaved rounds (best kept), on a ViT-B/32-shaped ra
 - ONNX Runtime fp32 after ``onnxruntime.transformers.optimizer`` (model_type clip: attention,
   LayerNorm and GELU fusions);
 - OpenVINO fp32 (only if ``openvino`` is importable: it is not a project dependency);
-- ONNX Runtime int8 (``quantize_dynamic`` as the ``onnx-int8`` runtime builds it).
+- ONNX Runtime int8 (``quantize_dynamic`` as the ``onnx-int8`` runtime builds it: matrix
+  products only, the patch-embedding Conv kept fp32), and the same with the Conv quantized too
+  (ConvInteger), the previous build.
 
 Prints images/s, the ratio to eager, the minimum cosine to eager fp32, the CPU flags and the
-load average.
+load average. ``--cpu-time`` divides by the process's CPU seconds instead of wall seconds: on a
+shared machine that compares the kernels' work (use it with ``--threads 1``).
 
     .venv/bin/python bench/encode_cpu.py --work-dir /tmp/bench-feed --batches 16 32
+    .venv/bin/python bench/encode_cpu.py --work-dir /tmp/bench-feed --threads 1 --cpu-time
 """
 
 from __future__ import annotations
@@ -78,6 +82,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[16, 32])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="images per CPU-second of this process instead of per wall second")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model_dir = build_base_clip(args.work_dir / "vit-b32")
@@ -92,6 +98,12 @@ def main() -> None:
                              hidden_size=768, opt_level=0)
         print("transformers optimizer fusions:", opt.get_fused_operator_statistics())
         opt.save_model_to_file(str(fused))
+    conv_int8 = folder / "vision.conv-int8.onnx"
+    if not conv_int8.is_file():
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(folder / "vision.onnx", conv_int8, weight_type=QuantType.QInt8,
+                         per_channel=True, reduce_range=True)  # every op type: Conv too
 
     def eager(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -105,6 +117,7 @@ def main() -> None:
         "onnx fp32 (the onnx runtime)": _ort(folder / "vision.onnx", t, spin=False),
         "onnx fp32, transformers fusions": _ort(fused, t),
         "onnx int8 (the onnx-int8 runtime)": _ort(folder / "vision.int8.onnx", t, spin=False),
+        "onnx int8, Conv quantized too": _ort(conv_int8, t, spin=False),
     }
     ov = _openvino(folder / "vision.onnx", t)
     if ov is not None:
@@ -117,18 +130,21 @@ def main() -> None:
     ref = _unit(eager(pixels[:16]))
     cosine = {name: float(np.min(np.sum(_unit(fn(pixels[:16])) * ref, axis=1)))
               for name, fn in contenders.items()}
+    clock = time.process_time if args.cpu_time else time.perf_counter
     best: dict[tuple[str, int], float] = {}
     for r in range(args.rounds):
         for b in args.batches:
             for name, fn in contenders.items():
                 if name == "eager fp32" and b != args.batches[0]:
                     continue
-                start = time.perf_counter()
+                start = clock()
                 fn(pixels[:b])
-                rate = b / (time.perf_counter() - start)
+                rate = b / (clock() - start)
                 best[(name, b)] = max(best.get((name, b), 0.0), rate)
         print(f"round {r + 1}/{args.rounds}, load average {os.getloadavg()[0]:.1f}", flush=True)
-    print(f"\nCPU: {cpu_flags()}; {t} intra-op threads; best of {args.rounds} rounds")
+    unit = "CPU-second" if args.cpu_time else "wall second"
+    print(f"\nCPU: {cpu_flags()}; {t} intra-op threads; best of {args.rounds} rounds; "
+          f"images per {unit}")
     base = best[("eager fp32", args.batches[0])]
     print(f"{'contender':<36}{'batch':>6}{'images/s':>10}{'x eager':>9}{'cos min':>10}")
     for (name, b), rate in sorted(best.items(), key=lambda kv: -kv[1]):

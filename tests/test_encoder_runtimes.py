@@ -60,6 +60,13 @@ def test_onnx_int8_is_opt_in_and_close(tiny_clip_dir: Path, reference: ClipEncod
     np.testing.assert_allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-5)
     # Random tiny weights quantise badly; real checks of int8 need real weights (bench).
     assert _min_cos(vec, reference.embed_texts(TEXTS).vectors) > 0.9
+    # Matrix products are int8; the patch-embedding Conv stays fp32 (ConvInteger is slow).
+    import onnx
+
+    vision = next(onnx_cache.rglob("vision.int8.onnx"))
+    ops = {node.op_type for node in onnx.load(str(vision)).graph.node}
+    assert "Conv" in ops and "ConvInteger" not in ops
+    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
 
 
 def test_torch_bf16_close_to_fp32(tiny_clip_dir: Path, reference: ClipEncoder) -> None:
