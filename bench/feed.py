@@ -9,7 +9,8 @@
    feeder (worker processes, and one process with threads) vs. the bare best-runtime loop
    (decode + preprocess + embed, both ways) and plain eager fp32, in the same run, with the
    projected time for 200k images and the CPU flags.
-3. ``--long N``: one feed of N images, RSS (feeder + workers) at its start and end.
+3. ``--long N``: one feed of N images, RSS (feeder + workers) at its start, at checkpoints and
+   at its end, and the growth per 1,000 images after warm-up (``--trace-after``: tracemalloc).
 
     .venv/bin/python bench/feed.py --docs 0 --images 200            # quick
     .venv/bin/python bench/feed.py --docs 0 --images 1000 --rounds 2
@@ -127,7 +128,15 @@ def main() -> None:
                         help="images for the (slow) plain eager fp32 baseline")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (best kept)")
     parser.add_argument("--long", type=int, default=0,
-                        help="instead: one feed of N images, RSS at start and end")
+                        help="instead: one feed of N images, RSS at start, checkpoints, end "
+                        "and the growth per 1,000 images after warm-up")
+    parser.add_argument("--every-s", type=float, default=15.0,
+                        help="with --long: seconds between RSS checkpoints")
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="with --long: images before the growth is fitted "
+                        "(0: max(2000, N/10))")
+    parser.add_argument("--trace-after", type=int, default=0,
+                        help="with --long: tracemalloc growth from this many images to the end")
     parser.add_argument("--auto-int8", action="store_true",
                         help="CLIPSEARCH_AUTO_INT8: auto may pick onnx-int8 (cos >= 0.999)")
     parser.add_argument("--model", choices=("vit-b32", "tiny"), default="vit-b32",
@@ -139,7 +148,8 @@ def main() -> None:
         if args.long:
             bench_long(Path(tmp), args.long, args.sets.split(",")[0],
                        int(args.workers.split(",")[0]), work_dir=args.work_dir,
-                       model_kind=args.model)
+                       model_kind=args.model, every_s=args.every_s, warmup=args.warmup,
+                       trace_after=args.trace_after)
             return
         if args.docs:
             asyncio.run(bench_docs(Path(tmp), args.docs, args.batch))

@@ -20,14 +20,15 @@ import asyncio
 import json
 import os
 import shutil
-import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.feed_memory import Checkpoint, RssTracker, growth_kib_per_image
 
 CORES = os.cpu_count() or 1
 BATCH = 16
@@ -172,30 +173,6 @@ def bare_rate(spec: LoopSpec, files: list[str], processes: int) -> float:
 
 
 # --- the feeder -------------------------------------------------------------------------------
-def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def tree_rss_mib() -> float:
-    """RSS of this process and its children (the feeder's workers)."""
-    me = os.getpid()
-    total = rss_mib(me)
-    for child in Path(f"/proc/{me}/task").glob("*/children"):
-        try:
-            pids = child.read_text().split()
-        except OSError:  # the thread ended since the glob
-            continue
-        for pid in pids:
-            total += rss_mib(int(pid))
-    return total
-
-
 @dataclass
 class FeedResult:
     rate: float
@@ -204,10 +181,16 @@ class FeedResult:
     rss_start: float = 0.0
     rss_end: float = 0.0
     rss_peak: float = 0.0
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    traced: list[str] = field(default_factory=list)
 
 
 async def feed_rate(model: Path, data_dir: Path, manifest: Path, n: int, workers: int,
-                    tag: str, log_every_s: float = 0.0, auto_int8: bool = False) -> FeedResult:
+                    tag: str, log_every_s: float = 0.0, auto_int8: bool = False, *,
+                    trace_after: int = 0, **request: Any) -> FeedResult:
+    """One feed of ``manifest``; ``log_every_s`` > 0: an RSS checkpoint that often (printed);
+    ``trace_after`` > 0: tracemalloc growth from that many images to the end; ``request``:
+    more ``FeedRequest`` fields."""
     from clipsearch.index import open_index
     from clipsearch.settings import Settings
     from feeder.commands import FeedRequest
@@ -218,47 +201,36 @@ async def feed_rate(model: Path, data_dir: Path, manifest: Path, n: int, workers
                         auto_int8=auto_int8)
     req = FeedRequest(source=manifest, progress=False, workers=workers,
                       embeddings_dir=data_dir / f"emb-{tag}",
-                      dead_letter=data_dir / f"dead-{tag}.jsonl")
+                      dead_letter=data_dir / f"dead-{tag}.jsonl", **request)
     t_open = time.perf_counter()
     encoder = await open_encoder(settings, req)
     start = getattr(encoder, "start", None)
     if start is not None:  # the CPU encoder loads lazily: load now, so it is timed apart
         await start(manifest_files(manifest)[:32])  # as on the first batch: auto's check images
     index = open_index(settings)
-    peak = [0.0]
-    stop = threading.Event()
-
     ledger = data_dir / "feeder"
-    t_feed = [time.perf_counter()]
 
-    def sample() -> None:
-        last_print = time.perf_counter()
-        while not stop.wait(0.5):
-            rss = tree_rss_mib()
-            peak[0] = max(peak[0], rss)
-            if log_every_s and time.perf_counter() - last_print >= log_every_s:
-                last_print = time.perf_counter()
-                done = sum(len(f.read_bytes().splitlines())
-                           for f in ledger.glob(f"ledger-*-bench_{tag}-*.jsonl"))
-                print(f"    [{tag}] {time.perf_counter() - t_feed[0]:6.0f} s: {done} images "
-                      f"indexed, RSS {rss:.0f} MiB", flush=True)
+    def indexed() -> int:
+        return sum(len(f.read_bytes().splitlines())
+                   for f in ledger.glob(f"ledger-*-bench_{tag}-*.jsonl"))
 
-    sampler = threading.Thread(target=sample, daemon=True)
+    tracker = RssTracker(indexed, every_s=log_every_s or 1e9, trace_after=trace_after,
+                         print_tag=tag if log_every_s else "")
     try:
         await index.ensure_ready()
-        rss_start = tree_rss_mib()
-        t_feed[0] = time.perf_counter()
-        sampler.start()
+        tracker.start()
         report = await feed(settings, req, index, encoder)
-        rss_end = tree_rss_mib()
+        end = tracker.stop(report.indexed)
+        traced = tracker.traced_growth()
     finally:
-        stop.set()
+        tracker.stop(0)
         await encoder.close()
         await index.close()
     wall = time.perf_counter() - t_open
     assert report.indexed == n and report.consistent, report.summary()
     return FeedResult(rate=n / report.seconds, wall_rate=n / wall, runtime=report.runtime,
-                      rss_start=rss_start, rss_end=rss_end, rss_peak=max(peak[0], rss_end))
+                      rss_start=tracker.start_rss, rss_end=end.rss_mib, rss_peak=tracker.peak,
+                      checkpoints=[*tracker.points, end], traced=traced)
 
 
 # --- the benchmark ----------------------------------------------------------------------------
@@ -341,10 +313,14 @@ async def bench_images(tmp: Path, n_images: int, workers: list[int], *,
 
 
 def bench_long(tmp: Path, n_images: int, kind: str, workers: int,
-               work_dir: Path | None = None, model_kind: str = "vit-b32") -> None:
-    """Item 4: RSS at the start and end of one long feed. ``model_kind="tiny"``: the tests'
-    tiny CLIP, so that a long feed measures the pipeline's memory (ledger, writer, shards,
-    decode queues) in minutes rather than hours."""
+               work_dir: Path | None = None, model_kind: str = "vit-b32", *,
+               every_s: float = 15.0, warmup: int = 0, trace_after: int = 0) -> None:
+    """Item 4: RSS over one long feed: at the start, at checkpoints every ``every_s`` seconds,
+    at the end, and the growth per 1,000 images after ``warmup`` images (default: 2,000 or a
+    tenth of the feed, whichever is more). ``model_kind="tiny"``: the tests' tiny CLIP, so
+    that a long feed measures the pipeline's memory (planner, ledger, writer, shards, decode
+    queues) in minutes rather than hours. ``trace_after`` > 0: also the Python allocations
+    that grew most from that many images to the end (tracemalloc; slows the feed)."""
     work = work_dir or tmp
     if model_kind == "tiny":
         from clipsearch.models.tiny import build_tiny_clip
@@ -357,7 +333,22 @@ def bench_long(tmp: Path, n_images: int, kind: str, workers: int,
     print(f"[long] CPU: {cpu_flags()}")
     data_dir = work / ("feed-data" if model_kind == "vit-b32" else f"feed-data-{model_kind}")
     res = asyncio.run(feed_rate(model, data_dir, manifest, n_images, workers,
-                                f"long{time.strftime('%H%M%S')}", log_every_s=60.0))
+                                f"long{time.strftime('%H%M%S')}", log_every_s=every_s,
+                                trace_after=trace_after))
+    warm = warmup or max(2000, n_images // 10)
+    growth = growth_kib_per_image(res.checkpoints[:-1], warm)
     print(f"[long] {n_images} {kind}, {model_kind} model, workers={workers}, runtime "
           f"{res.runtime}, {load()}: {res.rate:.2f} images/s; RSS (feeder + workers) start "
           f"{res.rss_start:.0f} MiB, end {res.rss_end:.0f} MiB, peak {res.rss_peak:.0f} MiB")
+    marks = [cp for cp in res.checkpoints if cp.images]
+    step = max(1, len(marks) // 8)
+    print("[long] RSS at " + ", ".join(f"{cp.images} images {cp.rss_mib:.0f} MiB"
+                                       for cp in marks[::step] + marks[-1:]))
+    if growth is None:
+        print(f"[long] growth after {warm} images: too few checkpoints (use --every-s)")
+    else:
+        print(f"[long] growth after {warm} images (least squares over "
+              f"{sum(cp.images >= warm for cp in res.checkpoints[:-1])} checkpoints): "
+              f"{growth * 1000 / 1024:.2f} MiB per 1,000 images = {growth:.3f} KiB per image")
+    for line in res.traced:
+        print(f"[long] tracemalloc growth: {line}")

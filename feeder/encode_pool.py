@@ -33,10 +33,11 @@ import functools
 import gc
 import logging
 import os
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from itertools import chain, islice
 from multiprocessing import get_context
 
 import numpy as np
@@ -215,7 +216,7 @@ class PoolEncoder:
             raise
         return cls(pool, spec, workers)
 
-    async def encode_batches(self, batches: Sequence[Sequence[str]]) -> AsyncGenerator[
+    async def encode_batches(self, batches: Iterable[Sequence[str]]) -> AsyncGenerator[
             list[Encoded], None]:
         loop = asyncio.get_running_loop()
         run = partial(encode_paths, self._spec)
@@ -304,13 +305,15 @@ class LocalEncoder:
         self._inline = PixelEncoder(model, s)
         return self._inline
 
-    async def encode_batches(self, batches: Sequence[Sequence[str]]) -> AsyncGenerator[
+    async def encode_batches(self, batches: Iterable[Sequence[str]]) -> AsyncGenerator[
             list[Encoded], None]:
-        if not batches:
+        rest = iter(batches)  # may be lazy (the feed plans its source as it is pulled)
+        head = list(islice(rest, 4))
+        if not head:
             return
-        first = [path for batch in batches[:4] for path in batch][:4 * CHECK_IMAGES]
+        first = [path for batch in head for path in batch][:4 * CHECK_IMAGES]
         encoder = await self._start(first)
-        async for out in encoder.encode_batches(batches):
+        async for out in encoder.encode_batches(chain(head, rest)):
             yield out
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from functools import partial
 from multiprocessing import get_context
@@ -76,7 +76,7 @@ class FeedEncoder(Protocol):
     @property
     def runtime(self) -> str: ...
 
-    def encode_batches(self, batches: Sequence[Sequence[str]]) -> AsyncGenerator[
+    def encode_batches(self, batches: Iterable[Sequence[str]]) -> AsyncGenerator[
         list[Encoded], None]: ...
 
     async def close(self) -> None: ...
@@ -126,7 +126,7 @@ class PixelEncoder:
         # the model (which releases it too) at no start-up cost.
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed-decode")
 
-    async def encode_batches(self, batches: Sequence[Sequence[str]]) -> AsyncGenerator[
+    async def encode_batches(self, batches: Iterable[Sequence[str]]) -> AsyncGenerator[
             list[Encoded], None]:
         loop = asyncio.get_running_loop()
         prepare = partial(prepare_all, self.preparer())
@@ -180,7 +180,7 @@ class BytesEncoder:
         return partial(prepare_bytes, max_bytes=self._settings.max_image_bytes,
                        max_pixels=self._settings.max_image_pixels)
 
-    async def encode_batches(self, batches: Sequence[Sequence[str]]) -> AsyncGenerator[
+    async def encode_batches(self, batches: Iterable[Sequence[str]]) -> AsyncGenerator[
             list[Encoded], None]:
         prepare = partial(prepare_all, self.preparer())
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,7 +35,8 @@ from feeder.ledger import Ledger, fingerprint, ledger_path
 from feeder.plan import Planned, Planner, select
 from feeder.report import FeedReport
 from feeder.request import FeedRequest
-from feeder.store import EmbeddingStore, StoredEntry, StoredRow
+from feeder.source_stream import Reusable, SourceStream
+from feeder.store import EmbeddingStore, StoredRow
 from feeder.writer import IndexWriter
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class FeedRun:
             index, self.ledger, self.dead, batch_size=request.feed_batch_size,
             retries=request.retries, retry_base_s=request.retry_base_s,
             max_failed_batches=request.max_failed_batches, on_done=self.bar.update)
+        self._fed: dict[str, str] | None = None  # the ledger, once a row is reusable
         self._t0 = time.perf_counter()
 
     # --- shared ---------------------------------------------------------------------------
@@ -150,66 +152,76 @@ class FeedRun:
         items = select(read_source(req.source, req.format, dataset=req.dataset,
                                    images=req.images_dir, classes=req.classes_dir),
                        split=req.split, limit=req.limit)
-        planned = list(planner.plan(items))
-        self.report.read = planner.read
-        self.bar.total = planner.read
-        self.bar.update(planner.read - len(planned))  # rows skipped while planning
-
-        catalog = {} if req.reencode else store.catalog()
-        reuse: dict[str, StoredEntry] = {}
-        to_encode: list[Planned] = []
-        for p in planned:
-            entry = catalog.get(p.id)
-            if entry and entry.reusable_for(p.content_hash, encoder.model_id, space):
-                reuse[p.id] = entry
-            else:
-                to_encode.append(p)
-        await self._feed_reused([p for p in planned if p.id in reuse], reuse, store)
-        await self._encode_and_feed(to_encode, encoder, store)
+        stream = SourceStream(planner, planner.plan(items),
+                              catalog={} if req.reencode else store.catalog(),
+                              model_id=encoder.model_id, space=space,
+                              batch_size=req.batch_size, window=req.window,
+                              on_read=self._rows_read)
+        while not stream.exhausted:  # one segment per window of reusable rows (source_stream)
+            await self._encode_and_feed(stream, encoder, store)
+            await self._feed_reused(stream.take_reusable(), store)
         self.report.runtime = encoder.runtime  # after: a lazy encoder resolves it on first use
         return await self._finish(encoder.model_id)
 
-    async def _feed_reused(self, planned: list[Planned], entries: dict[str, StoredEntry],
-                           store: EmbeddingStore) -> None:
-        fps = {p.id: fingerprint(p.fields, p.content_hash) for p in planned}
-        present = await still_indexed(self.index, self.ledger.load(), list(fps.items()))
-        todo = []
-        for p in planned:
-            if p.id in present:
-                self.report.already_indexed += 1
-            else:
-                todo.append(p)
-        self.bar.update(self.report.already_indexed)
-        self.report.reused_embeddings = len(todo)
-        for chunk in chunks(todo, REUSE_CHUNK):
-            vectors = store.vectors({p.id: entries[p.id] for p in chunk})
-            await self._feed_docs([p.fields for p in chunk], [fps[p.id] for p in chunk],
-                                  np.stack([vectors[p.id] for p in chunk]))
+    def _rows_read(self, read: int, skipped: int) -> None:
+        """``read`` more source rows, ``skipped`` of them rejected while planning: the
+        progress bar's total grows as the source is read."""
+        self.report.read += read
+        self.bar.total += read
+        if skipped:
+            self.bar.update(skipped)
 
-    async def _encode_and_feed(self, todo: list[Planned], encoder: FeedEncoder,
+    async def _feed_reused(self, rows: list[Reusable], store: EmbeddingStore) -> None:
+        """Rows whose embedding a shard holds: those the index still holds in this version
+        (the ledger vouches, the index confirms) are counted, the others fed from the shard."""
+        if not rows:
+            return
+        if self._fed is None:  # read once, on the first reusable row (a fresh feed never)
+            self._fed = self.ledger.load()
+        for chunk in chunks(rows, REUSE_CHUNK):
+            fps = [fingerprint(r.planned.fields, r.planned.content_hash) for r in chunk]
+            present = await still_indexed(self.index, self._fed,
+                                          [(r.planned.id, fp) for r, fp in zip(chunk, fps,
+                                                                               strict=True)])
+            todo = [(r, fp) for r, fp in zip(chunk, fps, strict=True)
+                    if r.planned.id not in present]
+            self.report.already_indexed += len(chunk) - len(todo)
+            self.bar.update(len(chunk) - len(todo))
+            self.report.reused_embeddings += len(todo)
+            if not todo:
+                continue
+            vectors = store.vectors({r.planned.id: r.entry for r, _ in todo})
+            await self._feed_docs([r.planned.fields for r, _ in todo], [fp for _, fp in todo],
+                                  np.stack([vectors[r.planned.id] for r, _ in todo]))
+
+    async def _encode_and_feed(self, stream: SourceStream, encoder: FeedEncoder,
                                store: EmbeddingStore) -> None:
-        """Encode in batches (the encoder pipelines them: decoding ahead, workers or requests
-        in parallel, results in order); refused images go to the dead letters."""
+        """Encode one segment of the stream in batches (the encoder pipelines them: decoding
+        ahead, workers or requests in parallel, results in order); refused images go to the
+        dead letters. Reusable rows read meanwhile are fed between batches."""
         req = self.request
-        batches = list(chunks(todo, req.batch_size))
+        batches = stream.batches()
+        first = next(batches, None)  # planning it may end the segment with nothing to encode
+        if first is None:
+            return
         buffer: list[tuple[Planned, np.ndarray]] = []
         last_shard = time.monotonic()
-        outcomes = encoder.encode_batches([[str(p.file) for p in b] for b in batches])
+        outcomes = encoder.encode_batches(chain([first], batches))
         async with aclosing(outcomes):
-            i = 0
             async for encoded in outcomes:
-                for p, out in zip(batches[i], encoded, strict=True):
+                for p, out in zip(stream.answered(), encoded, strict=True):
                     if out.vector is not None:
                         buffer.append((p, out.vector))
                     else:
                         self._skip(Rejection(id=p.id, file=str(p.file),
                                              reason=out.reason or Reason.encoder_error,
                                              detail=out.detail))
-                i += 1
                 if len(buffer) >= req.shard_docs or time.monotonic() - last_shard > (
                         req.shard_seconds):
                     await self._shard_and_feed(buffer, store)
                     buffer, last_shard = [], time.monotonic()
+                if stream.waiting >= min(req.window, REUSE_CHUNK):
+                    await self._feed_reused(stream.take_reusable(), store)
         if buffer:
             await self._shard_and_feed(buffer, store)
 

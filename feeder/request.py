@@ -40,6 +40,10 @@ class FeedRequest(BaseSettings):
         "thread each (decode, preprocess, embed). On a GPU: decoding processes (0: the cores)")
     inflight: int = Field(4, ge=1, le=64, description="remote encoder: requests in flight")
     batch_size: int = Field(32, ge=1, le=4096, description="images per encoder call")
+    window: int = Field(4096, ge=1, le=1_000_000, description="rows whose embedding the "
+                        "shards hold, read ahead at most before they are fed: the source is "
+                        "read as the encoder needs it, so a feed's memory does not grow with "
+                        "the source (feeder/source_stream.py)")
     feed_batch_size: int = Field(256, ge=1, le=10_000, description="documents per upsert")
     shard_docs: int = Field(256, ge=1, description="write a shard every N encoded images")
     shard_seconds: float = Field(30.0, gt=0, description="... or every T seconds")

@@ -1,0 +1,126 @@
+"""RSS over a long feed (``bench/feed.py --long``): checkpoints, growth per 1,000 images after
+warm-up, and optionally where Python's own allocations grew (tracemalloc).
+
+A sampler thread reads the RSS of this process and its children (the feeder's workers) every
+half second and, every ``every_s`` seconds, records a checkpoint: images indexed so far (the
+ledger's lines), RSS. The growth is the least-squares slope of RSS over images indexed, fitted
+on the checkpoints after warm-up (the end point is left out: the final flush and close change
+the heap for other reasons).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def tree_rss_mib() -> float:
+    """RSS of this process and its children (the feeder's workers)."""
+    me = os.getpid()
+    total = rss_mib(me)
+    for child in Path(f"/proc/{me}/task").glob("*/children"):
+        try:
+            pids = child.read_text().split()
+        except OSError:  # the thread ended since the glob
+            continue
+        for pid in pids:
+            total += rss_mib(int(pid))
+    return total
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seconds: float
+    images: int
+    rss_mib: float
+
+
+def growth_kib_per_image(points: list[Checkpoint], warmup: int) -> float | None:
+    """Least-squares slope of RSS over images, on the checkpoints with >= ``warmup`` images
+    (KiB per image), or None with fewer than three such checkpoints."""
+    pts = [p for p in points if p.images >= warmup]
+    if len(pts) < 3 or len({p.images for p in pts}) < 2:
+        return None
+    n = len(pts)
+    mx = sum(p.images for p in pts) / n
+    my = sum(p.rss_mib for p in pts) / n
+    sxx = sum((p.images - mx) ** 2 for p in pts)
+    sxy = sum((p.images - mx) * (p.rss_mib - my) for p in pts)
+    return sxy / sxx * 1024
+
+
+@dataclass
+class RssTracker:
+    """Samples RSS in a thread while a feed runs; see the module docstring."""
+
+    count_images: Callable[[], int]
+    every_s: float = 15.0
+    trace_after: int = 0  # > 0: tracemalloc snapshots at this many images and at the end
+    print_tag: str = ""
+    start_rss: float = 0.0
+    peak: float = 0.0
+    points: list[Checkpoint] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _t0: float = 0.0
+    _snap: tracemalloc.Snapshot | None = None
+
+    def start(self) -> None:
+        self.start_rss = self.peak = tree_rss_mib()
+        self._t0 = time.perf_counter()
+        self.points.append(Checkpoint(0.0, 0, self.start_rss))
+        if self.trace_after:
+            tracemalloc.start(1)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _checkpoint(self) -> Checkpoint:
+        cp = Checkpoint(time.perf_counter() - self._t0, self.count_images(), tree_rss_mib())
+        self.points.append(cp)
+        if self.print_tag:
+            print(f"    [{self.print_tag}] {cp.seconds:6.0f} s: {cp.images} images indexed, "
+                  f"RSS {cp.rss_mib:.0f} MiB", flush=True)
+        if self.trace_after and self._snap is None and cp.images >= self.trace_after:
+            self._snap = tracemalloc.take_snapshot()
+        return cp
+
+    def _run(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.wait(0.5):
+            self.peak = max(self.peak, tree_rss_mib())
+            if time.perf_counter() - last >= self.every_s:
+                last = time.perf_counter()
+                self._checkpoint()
+
+    def stop(self, images: int) -> Checkpoint:
+        """Stop sampling; the end point (``images`` indexed, RSS now)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        end = Checkpoint(time.perf_counter() - self._t0, images, tree_rss_mib())
+        self.peak = max(self.peak, end.rss_mib)
+        return end
+
+    def traced_growth(self, top: int = 12) -> list[str]:
+        """The lines whose Python allocations grew most since the warm-up snapshot."""
+        if self._snap is None or not tracemalloc.is_tracing():
+            return []
+        now = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        stats = now.compare_to(self._snap, "lineno")
+        return [str(s) for s in stats[:top]]
