@@ -336,19 +336,21 @@ def bench_long(tmp: Path, n_images: int, kind: str, workers: int,
                                 f"long{time.strftime('%H%M%S')}", log_every_s=every_s,
                                 trace_after=trace_after))
     warm = warmup or max(2000, n_images // 10)
-    growth = growth_kib_per_image(res.checkpoints[:-1], warm)
+    during = [cp for cp in res.checkpoints if cp.images < n_images]  # not the final flush
+    growth = growth_kib_per_image(during, warm)
     print(f"[long] {n_images} {kind}, {model_kind} model, workers={workers}, runtime "
           f"{res.runtime}, {load()}: {res.rate:.2f} images/s; RSS (feeder + workers) start "
           f"{res.rss_start:.0f} MiB, end {res.rss_end:.0f} MiB, peak {res.rss_peak:.0f} MiB")
     marks = [cp for cp in res.checkpoints if cp.images]
     step = max(1, len(marks) // 8)
+    shown = marks[::step] + ([marks[-1]] if marks and (len(marks) - 1) % step else [])
     print("[long] RSS at " + ", ".join(f"{cp.images} images {cp.rss_mib:.0f} MiB"
-                                       for cp in marks[::step] + marks[-1:]))
+                                       for cp in shown))
     if growth is None:
         print(f"[long] growth after {warm} images: too few checkpoints (use --every-s)")
     else:
         print(f"[long] growth after {warm} images (least squares over "
-              f"{sum(cp.images >= warm for cp in res.checkpoints[:-1])} checkpoints): "
+              f"{sum(cp.images >= warm for cp in during)} checkpoints): "
               f"{growth * 1000 / 1024:.2f} MiB per 1,000 images = {growth:.3f} KiB per image")
     for line in res.traced:
         print(f"[long] tracemalloc growth: {line}")

@@ -78,7 +78,8 @@ class RssTracker:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _t0: float = 0.0
-    _snap: tracemalloc.Snapshot | None = None
+    _snap: tracemalloc.Snapshot | None = None  # at the first checkpoint after trace_after
+    _last: tracemalloc.Snapshot | None = None  # at the latest checkpoint
 
     def start(self) -> None:
         self.start_rss = self.peak = tree_rss_mib()
@@ -95,8 +96,12 @@ class RssTracker:
         if self.print_tag:
             print(f"    [{self.print_tag}] {cp.seconds:6.0f} s: {cp.images} images indexed, "
                   f"RSS {cp.rss_mib:.0f} MiB", flush=True)
-        if self.trace_after and self._snap is None and cp.images >= self.trace_after:
-            self._snap = tracemalloc.take_snapshot()
+        if self.trace_after and cp.images >= self.trace_after:
+            snap = tracemalloc.take_snapshot()
+            if self._snap is None:
+                self._snap = snap
+            else:
+                self._last = snap
         return cp
 
     def _run(self) -> None:
@@ -112,15 +117,19 @@ class RssTracker:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+            self._thread = None
         end = Checkpoint(time.perf_counter() - self._t0, images, tree_rss_mib())
         self.peak = max(self.peak, end.rss_mib)
         return end
 
     def traced_growth(self, top: int = 12) -> list[str]:
-        """The lines whose Python allocations grew most since the warm-up snapshot."""
-        if self._snap is None or not tracemalloc.is_tracing():
+        """The lines whose Python allocations grew most between the first and the latest
+        checkpoint after ``trace_after`` (both while the feed ran). tracemalloc's own
+        bookkeeping inflates the RSS of a traced run: read its RSS figures apart."""
+        if not tracemalloc.is_tracing():
             return []
-        now = tracemalloc.take_snapshot()
         tracemalloc.stop()
-        stats = now.compare_to(self._snap, "lineno")
-        return [str(s) for s in stats[:top]]
+        if self._snap is None or self._last is None:
+            return []
+        stats = self._last.compare_to(self._snap, "lineno")
+        return [str(s) for s in stats[:top] if s.size_diff > 0]
