@@ -351,6 +351,11 @@ def bench_long(tmp: Path, n_images: int, kind: str, workers: int,
     else:
         print(f"[long] growth after {warm} images (least squares over "
               f"{sum(cp.images >= warm for cp in during)} checkpoints): "
-              f"{growth * 1000 / 1024:.2f} MiB per 1,000 images = {growth:.3f} KiB per image")
+              f"{growth * 1000 / 1024:.2f} MiB per 1,000 images = {growth:.3f} KiB per image"
+              f"; of the feeder's malloc heap in use: "
+              f"{growth_kib_per_image(during, warm, lambda p: p.heap_used_mib) or 0:.3f}, "
+              f"free but kept: "
+              f"{growth_kib_per_image(during, warm, lambda p: p.heap_free_mib) or 0:.3f} KiB "
+              "per image")
     for line in res.traced:
         print(f"[long] tracemalloc growth: {line}")

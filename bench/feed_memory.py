@@ -10,6 +10,7 @@ the heap for other reasons).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import time
@@ -43,24 +44,47 @@ def tree_rss_mib() -> float:
     return total
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def malloc_heap_mib() -> tuple[float, float]:
+    """(in use, free) MiB of this process's glibc heap (every arena, not mmapped blocks);
+    (0, 0) without glibc >= 2.33. Free but kept memory growing while in-use memory stays
+    flat is fragmentation, not a leak."""
+    try:
+        info = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return 0.0, 0.0
+    info.restype = _MallInfo2
+    got = info()
+    return got.uordblks / 2**20, got.fordblks / 2**20
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     seconds: float
     images: int
     rss_mib: float
+    heap_used_mib: float = 0.0
+    heap_free_mib: float = 0.0
 
 
-def growth_kib_per_image(points: list[Checkpoint], warmup: int) -> float | None:
-    """Least-squares slope of RSS over images, on the checkpoints with >= ``warmup`` images
-    (KiB per image), or None with fewer than three such checkpoints."""
+def growth_kib_per_image(points: list[Checkpoint], warmup: int,
+                         of: Callable[[Checkpoint], float] = lambda p: p.rss_mib
+                         ) -> float | None:
+    """Least-squares slope of ``of`` (default RSS, MiB) over images, on the checkpoints with
+    >= ``warmup`` images (KiB per image), or None with fewer than three such checkpoints."""
     pts = [p for p in points if p.images >= warmup]
     if len(pts) < 3 or len({p.images for p in pts}) < 2:
         return None
     n = len(pts)
     mx = sum(p.images for p in pts) / n
-    my = sum(p.rss_mib for p in pts) / n
+    my = sum(of(p) for p in pts) / n
     sxx = sum((p.images - mx) ** 2 for p in pts)
-    sxy = sum((p.images - mx) * (p.rss_mib - my) for p in pts)
+    sxy = sum((p.images - mx) * (of(p) - my) for p in pts)
     return sxy / sxx * 1024
 
 
@@ -91,11 +115,13 @@ class RssTracker:
         self._thread.start()
 
     def _checkpoint(self) -> Checkpoint:
-        cp = Checkpoint(time.perf_counter() - self._t0, self.count_images(), tree_rss_mib())
+        cp = Checkpoint(time.perf_counter() - self._t0, self.count_images(), tree_rss_mib(),
+                        *malloc_heap_mib())
         self.points.append(cp)
         if self.print_tag:
             print(f"    [{self.print_tag}] {cp.seconds:6.0f} s: {cp.images} images indexed, "
-                  f"RSS {cp.rss_mib:.0f} MiB", flush=True)
+                  f"RSS {cp.rss_mib:.0f} MiB (malloc heap: {cp.heap_used_mib:.0f} in use, "
+                  f"{cp.heap_free_mib:.0f} free)", flush=True)
         if self.trace_after and cp.images >= self.trace_after:
             snap = tracemalloc.take_snapshot()
             if self._snap is None:

@@ -31,6 +31,7 @@ from clipsearch.settings import Settings
 from feeder.deadletter import DeadLetters
 from feeder.encoders import FeedEncoder
 from feeder.generation_feed import claim_for_feed
+from feeder.heap import fix_mmap_threshold
 from feeder.ledger import Ledger, fingerprint, ledger_path
 from feeder.plan import Planned, Planner, select
 from feeder.report import FeedReport
@@ -145,6 +146,7 @@ class FeedRun:
         assert req.source is not None
         check_dim(encoder.dim, self.index, f"model {encoder.model_id!r}")
         await claim_for_feed(self.index, encoder, model_id=encoder.model_id, dim=encoder.dim)
+        fix_mmap_threshold(req.mmap_threshold)  # feeder/heap.py: RSS flat over a long feed
         space = space_of(encoder)
         store = EmbeddingStore(req.shard_dir(self.settings), space=space)
         self.report.embeddings_dir = store.root

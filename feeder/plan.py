@@ -31,11 +31,16 @@ class Planned:
         return self.fields.id
 
 
-def content_hash(path: Path) -> str:
+def content_hash(path: Path, buffer: bytearray | None = None) -> str:
+    """blake2b-128 of the file's bytes. With ``buffer`` the file is read into it, so hashing
+    allocates nothing per file (a ``read(1 MiB)`` per file, shrunk to the file's size, is a
+    heap allocation that a long feed interleaves with everything else: feeder/heap.py)."""
     h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            h.update(chunk)
+    buf = buffer if buffer is not None else bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(view):
+            h.update(view[:n])
     return h.hexdigest()
 
 
@@ -76,6 +81,7 @@ class Planner:
         self._model_id = model_id
         self._shard = shard
         self._seen: set[str] = set()
+        self._hash_buffer = bytearray(HASH_CHUNK)
         self.read = 0
         self.other_shards = 0
 
@@ -128,7 +134,7 @@ class Planner:
                                      detail=str(exc.errors()[0]["msg"])))
             return None
         try:
-            chash = content_hash(rec.file)
+            chash = content_hash(rec.file, self._hash_buffer)
         except FileNotFoundError:
             self._dead.add(Rejection(id=doc_id, file=where, reason=Reason.missing_file,
                                      detail="image file not found"))

@@ -44,6 +44,9 @@ class FeedRequest(BaseSettings):
                         "shards hold, read ahead at most before they are fed: the source is "
                         "read as the encoder needs it, so a feed's memory does not grow with "
                         "the source (feeder/source_stream.py)")
+    mmap_threshold: int = Field(256 * 1024, ge=0, description="bytes: larger blocks get "
+                                "their own mapping, returned when freed, so a long feed's "
+                                "heap does not fragment (feeder/heap.py); 0: glibc's default")
     feed_batch_size: int = Field(256, ge=1, le=10_000, description="documents per upsert")
     shard_docs: int = Field(256, ge=1, description="write a shard every N encoded images")
     shard_seconds: float = Field(30.0, gt=0, description="... or every T seconds")
