@@ -139,8 +139,9 @@ def main() -> None:
                         help="with --long: tracemalloc growth from this many images to the end")
     parser.add_argument("--auto-int8", action="store_true",
                         help="CLIPSEARCH_AUTO_INT8: auto may pick onnx-int8 (cos >= 0.999)")
-    parser.add_argument("--model", choices=("vit-b32", "tiny"), default="vit-b32",
-                        help="with --long: tiny = the tests' CLIP (the pipeline's memory)")
+    parser.add_argument("--model", choices=("vit-b32", "tiny", "none"), default="vit-b32",
+                        help="with --long: tiny = the tests' CLIP (the pipeline's memory); "
+                        "none = no model, no decoding (the feeder's and the index's memory)")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="keep the model and images here between runs")
     args = parser.parse_args()

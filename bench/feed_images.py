@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.feed_memory import Checkpoint, RssTracker, growth_kib_per_image
+from bench.feed_memory import Checkpoint, NoModel, RssTracker, growth_kib_per_image
 
 CORES = os.cpu_count() or 1
 BATCH = 16
@@ -185,25 +185,25 @@ class FeedResult:
     traced: list[str] = field(default_factory=list)
 
 
-async def feed_rate(model: Path, data_dir: Path, manifest: Path, n: int, workers: int,
+async def feed_rate(model: Path | None, data_dir: Path, manifest: Path, n: int, workers: int,
                     tag: str, log_every_s: float = 0.0, auto_int8: bool = False, *,
                     trace_after: int = 0, **request: Any) -> FeedResult:
     """One feed of ``manifest``; ``log_every_s`` > 0: an RSS checkpoint that often (printed);
     ``trace_after`` > 0: tracemalloc growth from that many images to the end; ``request``:
-    more ``FeedRequest`` fields."""
+    more ``FeedRequest`` fields; ``model`` None: no model (``NoModel``)."""
     from clipsearch.index import open_index
     from clipsearch.settings import Settings
     from feeder.commands import FeedRequest
     from feeder.encoders import open_encoder
     from feeder.pipeline import feed
 
-    settings = Settings(model=str(model), data_dir=data_dir, table=f"bench_{tag}",
-                        auto_int8=auto_int8)
+    settings = Settings(data_dir=data_dir, table=f"bench_{tag}", auto_int8=auto_int8,
+                        **({} if model is None else {"model": str(model)}))
     req = FeedRequest(source=manifest, progress=False, workers=workers,
                       embeddings_dir=data_dir / f"emb-{tag}",
                       dead_letter=data_dir / f"dead-{tag}.jsonl", **request)
     t_open = time.perf_counter()
-    encoder = await open_encoder(settings, req)
+    encoder = NoModel() if model is None else await open_encoder(settings, req)
     start = getattr(encoder, "start", None)
     if start is not None:  # the CPU encoder loads lazily: load now, so it is timed apart
         await start(manifest_files(manifest)[:32])  # as on the first batch: auto's check images
@@ -322,12 +322,13 @@ def bench_long(tmp: Path, n_images: int, kind: str, workers: int,
     queues) in minutes rather than hours. ``trace_after`` > 0: also the Python allocations
     that grew most from that many images to the end (tracemalloc; slows the feed)."""
     work = work_dir or tmp
+    model: Path | None = None  # model_kind "none": the feeder and the index without a model
     if model_kind == "tiny":
         from clipsearch.models.tiny import build_tiny_clip
 
         model = (work / "tiny-clip" if (work / "tiny-clip" / "config.json").is_file()
                  else build_tiny_clip(work / "tiny-clip"))
-    else:
+    elif model_kind == "vit-b32":
         model = build_base_clip(work / "vit-b32")
     manifest = make_image_set(work / kind, kind, n_images)
     print(f"[long] CPU: {cpu_flags()}")

@@ -10,14 +10,21 @@ the heap for other reasons).
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
+import zlib
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
+
+from clipsearch.embeddings import l2_normalize
+from feeder.prepare import Encoded
 
 
 def rss_mib(pid: int) -> float:
@@ -159,3 +166,28 @@ class RssTracker:
             return []
         stats = self._last.compare_to(self._snap, "lineno")
         return [str(s) for s in stats[:top] if s.size_diff > 0]
+
+
+class NoModel:
+    """A ``FeedEncoder`` without a model or decoding (``bench/feed.py --long N --model none``):
+    a unit vector per path from its name's hash, so that a long feed measures the feeder's own
+    memory (planning, shards, writer, ledger) and the index engine's, nothing else."""
+
+    model_id = "no-model"
+    space_id = None
+    runtime = "none"
+
+    def __init__(self, dim: int = 512) -> None:
+        self.dim = dim
+
+    async def encode_batches(self, batches: Iterable[Sequence[str]]) -> AsyncGenerator[
+            list[Encoded], None]:
+        for paths in batches:
+            rows = [np.random.default_rng(zlib.crc32(path.encode())).normal(size=self.dim)
+                    for path in paths]
+            vectors = l2_normalize(np.stack(rows).astype(np.float32))
+            await asyncio.sleep(0)
+            yield [Encoded(vector=v) for v in vectors]
+
+    async def close(self) -> None:
+        return None
