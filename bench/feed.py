@@ -135,6 +135,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=0,
                         help="with --long: images before the growth is fitted "
                         "(0: max(2000, N/10))")
+    parser.add_argument("--index", choices=("embedded", "null"), default="embedded",
+                        help="with --long: null = an index that keeps nothing (the feeder's "
+                        "and the encoder's memory without the index engine's)")
     parser.add_argument("--trace-after", type=int, default=0,
                         help="with --long: tracemalloc growth from this many images to the end")
     parser.add_argument("--auto-int8", action="store_true",
@@ -150,7 +153,7 @@ def main() -> None:
             bench_long(Path(tmp), args.long, args.sets.split(",")[0],
                        int(args.workers.split(",")[0]), work_dir=args.work_dir,
                        model_kind=args.model, every_s=args.every_s, warmup=args.warmup,
-                       trace_after=args.trace_after)
+                       trace_after=args.trace_after, null_index=args.index == "null")
             return
         if args.docs:
             asyncio.run(bench_docs(Path(tmp), args.docs, args.batch))

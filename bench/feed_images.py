@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.feed_memory import Checkpoint, NoModel, RssTracker, growth_kib_per_image
+from bench.feed_memory import (
+    Checkpoint,
+    NoModel,
+    NullIndex,
+    RssTracker,
+    growth_kib_per_image,
+)
 
 CORES = os.cpu_count() or 1
 BATCH = 16
@@ -187,10 +193,12 @@ class FeedResult:
 
 async def feed_rate(model: Path | None, data_dir: Path, manifest: Path, n: int, workers: int,
                     tag: str, log_every_s: float = 0.0, auto_int8: bool = False, *,
-                    trace_after: int = 0, **request: Any) -> FeedResult:
+                    trace_after: int = 0, null_index: bool = False,
+                    **request: Any) -> FeedResult:
     """One feed of ``manifest``; ``log_every_s`` > 0: an RSS checkpoint that often (printed);
     ``trace_after`` > 0: tracemalloc growth from that many images to the end; ``request``:
-    more ``FeedRequest`` fields; ``model`` None: no model (``NoModel``)."""
+    more ``FeedRequest`` fields; ``model`` None: no model (``NoModel``); ``null_index``: an
+    index that keeps nothing (``NullIndex``)."""
     from clipsearch.index import open_index
     from clipsearch.settings import Settings
     from feeder.commands import FeedRequest
@@ -207,7 +215,7 @@ async def feed_rate(model: Path | None, data_dir: Path, manifest: Path, n: int, 
     start = getattr(encoder, "start", None)
     if start is not None:  # the CPU encoder loads lazily: load now, so it is timed apart
         await start(manifest_files(manifest)[:32])  # as on the first batch: auto's check images
-    index = open_index(settings)
+    index: Any = NullIndex() if null_index else open_index(settings)
     ledger = data_dir / "feeder"
 
     def indexed() -> int:
@@ -314,7 +322,8 @@ async def bench_images(tmp: Path, n_images: int, workers: list[int], *,
 
 def bench_long(tmp: Path, n_images: int, kind: str, workers: int,
                work_dir: Path | None = None, model_kind: str = "vit-b32", *,
-               every_s: float = 15.0, warmup: int = 0, trace_after: int = 0) -> None:
+               every_s: float = 15.0, warmup: int = 0, trace_after: int = 0,
+               null_index: bool = False) -> None:
     """Item 4: RSS over one long feed: at the start, at checkpoints every ``every_s`` seconds,
     at the end, and the growth per 1,000 images after ``warmup`` images (default: 2,000 or a
     tenth of the feed, whichever is more). ``model_kind="tiny"``: the tests' tiny CLIP, so
@@ -335,11 +344,12 @@ def bench_long(tmp: Path, n_images: int, kind: str, workers: int,
     data_dir = work / ("feed-data" if model_kind == "vit-b32" else f"feed-data-{model_kind}")
     res = asyncio.run(feed_rate(model, data_dir, manifest, n_images, workers,
                                 f"long{time.strftime('%H%M%S')}", log_every_s=every_s,
-                                trace_after=trace_after))
+                                trace_after=trace_after, null_index=null_index))
     warm = warmup or max(2000, n_images // 10)
     during = [cp for cp in res.checkpoints if cp.images < n_images]  # not the final flush
     growth = growth_kib_per_image(during, warm)
-    print(f"[long] {n_images} {kind}, {model_kind} model, workers={workers}, runtime "
+    print(f"[long] {n_images} {kind}, {model_kind} model, "
+          f"{'null' if null_index else 'embedded'} index, workers={workers}, runtime "
           f"{res.runtime}, {load()}: {res.rate:.2f} images/s; RSS (feeder + workers) start "
           f"{res.rss_start:.0f} MiB, end {res.rss_end:.0f} MiB, peak {res.rss_peak:.0f} MiB")
     marks = [cp for cp in res.checkpoints if cp.images]

@@ -17,7 +17,7 @@ import threading
 import time
 import tracemalloc
 import zlib
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,6 +188,29 @@ class NoModel:
             vectors = l2_normalize(np.stack(rows).astype(np.float32))
             await asyncio.sleep(0)
             yield [Encoded(vector=v) for v in vectors]
+
+    async def close(self) -> None:
+        return None
+
+
+class NullIndex:
+    """An index that keeps nothing (``bench/feed.py --long N --index null``): a long feed then
+    measures the feeder and its encoder without the index engine's memory."""
+
+    def __init__(self, dim: int = 512) -> None:
+        self.dim = dim
+
+    async def ensure_ready(self) -> None:
+        return None
+
+    async def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        return set()
+
+    async def upsert_batch(self, batch: Sized) -> int:
+        return len(batch)
+
+    async def flush(self) -> None:
+        return None
 
     async def close(self) -> None:
         return None
