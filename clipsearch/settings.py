@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     vector_index_min_rows: int = Field(
         50_000, ge=256, description="Build an ANN index once the table has this many rows"
     )
+    lancedb_metadata_cache_mb: int = Field(
+        64, ge=1, le=65_536,
+        description="Embedded engine: cap on LanceDB's cache of table metadata (manifests of "
+        "table versions); uncapped it grows with the square of the writes of a long feed",
+    )
     candidates: int = Field(
         100, ge=10, le=2000, description="Per-leg candidates (targetHits) before fusion"
     )

@@ -240,6 +240,15 @@ class MemoryIndex:
         return None
 
 
+async def index_state(settings: Settings, ids: list[str]) -> tuple[int, set[str]]:
+    """The index of ``settings``: its document count and which of ``ids`` it holds."""
+    index = open_index(settings)
+    try:
+        return await index.count(), await index.existing_ids(ids)
+    finally:
+        await index.close()
+
+
 async def stored_embeddings(settings: Settings, ids: Sequence[str]) -> dict[str, np.ndarray]:
     """The index of ``settings`` holds exactly ``ids`` (count and each get): their embeddings."""
     index = open_index(settings)

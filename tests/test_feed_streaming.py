@@ -14,10 +14,8 @@ import pytest
 
 from clipsearch.datasets.records import SourceRecord
 from clipsearch.embeddings import Embeddings
-from clipsearch.index import open_index
 from clipsearch.models.model import ClipEncoder
 from clipsearch.models.preprocess import PreprocessSpec
-from clipsearch.settings import Settings
 from feeder.commands import run_feed_async
 from feeder.deadletter import DeadLetters
 from feeder.ledger import Ledger
@@ -25,7 +23,13 @@ from feeder.plan import Planned, Planner
 from feeder.report import FeedReport
 from feeder.source_stream import SourceStream
 from feeder.store import StoredEntry
-from tests.feeder_fixtures import feed_request, make_generic, settings_for, stored_embeddings
+from tests.feeder_fixtures import (
+    feed_request,
+    index_state,
+    make_generic,
+    settings_for,
+    stored_embeddings,
+)
 
 SMALL = {"window": 2, "batch_size": 3, "shard_docs": 2, "feed_batch_size": 2}
 
@@ -33,14 +37,6 @@ SMALL = {"window": 2, "batch_size": 3, "shard_docs": 2, "feed_batch_size": 2}
 def counts(r: FeedReport) -> tuple[object, ...]:
     return (r.read, r.indexed, r.already_indexed, r.skipped, r.encoded, r.reused_embeddings,
             r.skipped_by_reason, r.repaired_by_reason)
-
-
-async def index_state(settings: Settings, ids: list[str]) -> tuple[int, set[str]]:
-    index = open_index(settings)
-    try:
-        return await index.count(), await index.existing_ids(ids)
-    finally:
-        await index.close()
 
 
 def dead_rows(path: Path) -> list[tuple[str, str]]:

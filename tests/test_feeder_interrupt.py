@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from clipsearch.datasets.sample import make_sample_dataset
-from clipsearch.index import open_index
 from clipsearch.settings import Settings
+from tests.feeder_fixtures import index_state
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE_S = 120.0
@@ -29,14 +29,6 @@ def summary_value(text: str, key: str) -> int:
     match = re.search(rf"^{key}\s+(\d+)$", text, re.MULTILINE)
     assert match, text
     return int(match.group(1))
-
-
-async def index_state(settings: Settings, ids: list[str]) -> tuple[int, set[str]]:
-    index = open_index(settings)
-    try:
-        return await index.count(), await index.existing_ids(ids)
-    finally:
-        await index.close()
 
 
 def test_sigkill_mid_run_then_rerun(tmp_path: Path, tiny_clip_dir: Path) -> None:

@@ -42,20 +42,22 @@ class GenerationalEmbeddedIndex:
 
     def __init__(self, path: Path, *, table: str = "images", dim: int = 512,
                  hnsw_ef: int = 300, vector_index_min_rows: int = 50_000,
-                 write_batch: int = WRITE_BATCH) -> None:
+                 write_batch: int = WRITE_BATCH, metadata_cache_mb: int = 64) -> None:
         self._path = Path(path)
         self._table = table
         self._registry = GenerationRegistry(self._path, table=table, dim=dim)
         self._engine_options = {"hnsw_ef": hnsw_ef,
                                 "vector_index_min_rows": vector_index_min_rows,
-                                "write_batch": write_batch}
+                                "write_batch": write_batch,
+                                "metadata_cache_mb": metadata_cache_mb}
         self._engines: dict[str, EmbeddedIndex] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GenerationalEmbeddedIndex:
         return cls(settings.index_dir, table=settings.table, dim=settings.embedding_dim,
                    hnsw_ef=settings.hnsw_ef,
-                   vector_index_min_rows=settings.vector_index_min_rows)
+                   vector_index_min_rows=settings.vector_index_min_rows,
+                   metadata_cache_mb=settings.lancedb_metadata_cache_mb)
 
     @property
     def path(self) -> Path:
@@ -73,7 +75,9 @@ class GenerationalEmbeddedIndex:
                                    hnsw_ef=int(self._engine_options["hnsw_ef"]),
                                    vector_index_min_rows=int(
                                        self._engine_options["vector_index_min_rows"]),
-                                   write_batch=int(self._engine_options["write_batch"]))
+                                   write_batch=int(self._engine_options["write_batch"]),
+                                   metadata_cache_mb=int(
+                                       self._engine_options["metadata_cache_mb"]))
             self._engines[gen.name] = engine
         return engine
 
