@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
 from clipsearch.datasets.records import Reason
 from clipsearch.embeddings import Embeddings
 from clipsearch.errors import ImageTooLarge, InvalidImage
-from clipsearch.models.images import TargetFor, decode_image
-from clipsearch.models.preprocess import PreprocessSpec, preprocess, resize_size
+from clipsearch.models.images import decode_image
+from clipsearch.models.preprocess import PreprocessSpec, image_pixels
 
 
 @dataclass(frozen=True)
@@ -68,31 +67,31 @@ def _read(path: str) -> bytes | Prepared:
         return Prepared(reason=Reason.invalid_image, detail=f"cannot read {path}: {exc}")
 
 
-def _decode(data: bytes, max_bytes: int, max_pixels: int,
-            target_for: TargetFor | None = None) -> object:
+def _refused(exc: InvalidImage) -> Prepared:
+    reason = Reason.image_too_large if isinstance(exc, ImageTooLarge) else Reason.invalid_image
+    return Prepared(reason=reason, detail=exc.message)
+
+
+def _decode(data: bytes, max_bytes: int, max_pixels: int) -> object:
     try:
-        return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels,
-                            target_for=target_for)
-    except ImageTooLarge as exc:
-        return Prepared(reason=Reason.image_too_large, detail=exc.message)
+        return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     except InvalidImage as exc:
-        return Prepared(reason=Reason.invalid_image, detail=exc.message)
+        return _refused(exc)
 
 
 def prepare_pixels(path: str, *, spec: PreprocessSpec, max_bytes: int,
                    max_pixels: int) -> Prepared:
-    """Pixel values (3, S, S) float32 for an in-process CLIP model. A large image is decoded
-    no larger than twice the model's input, exactly as the encoder service and the API decode
-    it (``ClipEncoder.preprocess_images``): the same file gets the same vector whichever path
-    feeds it, and a 100-megapixel JPEG costs a fraction of its full decode."""
+    """Pixel values (3, S, S) float32 for an in-process CLIP model, made as the encoder
+    service and the API make them (``image_pixels``): the same file gets the same vector
+    whichever path feeds it, and a 100-megapixel JPEG costs a fraction of its full decode."""
     data = _read(path)
     if isinstance(data, Prepared):
         return data
-    img = _decode(data, max_bytes, max_pixels, target_for=partial(resize_size, spec=spec))
-    if isinstance(img, Prepared):
-        return img
     try:
-        return Prepared(payload=preprocess(img, spec))  # type: ignore[arg-type]
+        return Prepared(payload=image_pixels(data, spec, max_bytes=max_bytes,
+                                             max_pixels=max_pixels))
+    except InvalidImage as exc:
+        return _refused(exc)
     except (OSError, ValueError) as exc:
         return Prepared(reason=Reason.invalid_image, detail=f"preprocessing failed: {exc}")
 

@@ -9,9 +9,8 @@ import numpy as np
 
 from clipsearch.errors import InvalidImage
 from clipsearch.evaluation.data import LabelledImage
-from clipsearch.models.images import decode_image
 from clipsearch.models.model import ClipEncoder, batch_threads
-from clipsearch.models.preprocess import preprocess
+from clipsearch.models.preprocess import image_pixels
 from clipsearch.settings import Settings
 
 
@@ -53,15 +52,15 @@ class EvalEncoder:
         pending: list[np.ndarray] = []
         spec = self.encoder.preprocess_spec
         for it in items:
-            try:
-                img = decode_image(it.path.read_bytes(),
-                                   max_bytes=self._settings.max_image_bytes,
-                                   max_pixels=self._settings.max_image_pixels)
+            try:  # the pixels the feeder and the encoder service make of this file
+                pixels = image_pixels(it.path.read_bytes(), spec,
+                                      max_bytes=self._settings.max_image_bytes,
+                                      max_pixels=self._settings.max_image_pixels)
             except (OSError, InvalidImage) as exc:
                 skipped.append((it.id, str(exc)))
                 continue
             kept.append(it)
-            pending.append(preprocess(img, spec))
+            pending.append(pixels)
             if len(pending) == batch:
                 chunks.append(self.encoder.embed_pixels(np.stack(pending)).vectors)
                 pending = []

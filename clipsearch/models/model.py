@@ -10,7 +10,6 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,8 @@ from transformers import PreTrainedTokenizerBase
 from clipsearch.embeddings import Embeddings, l2_normalize
 from clipsearch.errors import InvalidImage
 from clipsearch.models.identity import ModelIdentity, model_folder, model_identity
-from clipsearch.models.images import decode_image
 from clipsearch.models.loading import load_clip_parts
-from clipsearch.models.preprocess import PreprocessSpec, preprocess, resize_size
+from clipsearch.models.preprocess import PreprocessSpec, image_pixels
 from clipsearch.models.runtimes.base import Runtime
 from clipsearch.models.runtimes.onnx_runtime import default_cache_dir
 from clipsearch.models.runtimes.select import (
@@ -278,15 +276,12 @@ class ClipEncoder:
         a request of many large images never holds more than one full-size bitmap."""
         h, w = self._spec.output_size
         out = np.empty((len(images), 3, h, w), dtype=np.float32)
-        target_for = partial(resize_size, spec=self._spec)
         for i, data in enumerate(images):
             try:
-                img = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels,
-                                   target_for=target_for)
+                out[i] = image_pixels(data, self._spec, max_bytes=max_bytes,
+                                      max_pixels=max_pixels)
             except InvalidImage as exc:
                 raise type(exc)(f"image {i}: {exc.message}", reason=exc.reason) from exc
-            out[i] = preprocess(img, self._spec)
-            del img
         return out
 
     def embed_images(self, images: Sequence[bytes], *, max_bytes: int,

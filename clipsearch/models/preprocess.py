@@ -9,11 +9,14 @@ agree within a small tolerance.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
+
+from clipsearch.models.images import decode_image
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -115,6 +118,17 @@ def preprocess(img: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     elif spec.do_rescale:
         arr = arr * scale
     return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+
+
+def image_pixels(data: bytes, spec: PreprocessSpec, *, max_bytes: int,
+                 max_pixels: int) -> np.ndarray:
+    """Untrusted image bytes as CLIP pixel values (3, H, W): decoded safely, a large image no
+    larger than twice the model's input (``decode_image``), then preprocessed. The one way from
+    bytes to pixels, so the encoder service, the API and the feeder give a file the same
+    pixels. Raises ``InvalidImage`` / ``ImageTooLarge`` for bad data."""
+    img = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels,
+                       target_for=partial(resize_size, spec=spec))
+    return preprocess(img, spec)
 
 
 def preprocess_batch(images: list[Image.Image], spec: PreprocessSpec) -> np.ndarray:
