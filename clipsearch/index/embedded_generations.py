@@ -12,6 +12,7 @@ generations live in ``<table>__<name>``. The catalog: ``clipsearch.index.generat
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import lancedb
@@ -46,10 +47,11 @@ class GenerationalEmbeddedIndex:
         self._path = Path(path)
         self._table = table
         self._registry = GenerationRegistry(self._path, table=table, dim=dim)
-        self._engine_options = {"hnsw_ef": hnsw_ef,
-                                "vector_index_min_rows": vector_index_min_rows,
-                                "write_batch": write_batch,
-                                "metadata_cache_mb": metadata_cache_mb}
+        # one generation's engine, given its table and dimension
+        self._new_engine = partial(EmbeddedIndex, self._path, hnsw_ef=hnsw_ef,
+                                   vector_index_min_rows=vector_index_min_rows,
+                                   write_batch=write_batch,
+                                   metadata_cache_mb=metadata_cache_mb)
         self._engines: dict[str, EmbeddedIndex] = {}
 
     @classmethod
@@ -71,13 +73,7 @@ class GenerationalEmbeddedIndex:
     def _engine_for(self, gen: Generation) -> EmbeddedIndex:
         engine = self._engines.get(gen.name)
         if engine is None or engine.dim != gen.dim:
-            engine = EmbeddedIndex(self._path, table=gen.table, dim=gen.dim,
-                                   hnsw_ef=int(self._engine_options["hnsw_ef"]),
-                                   vector_index_min_rows=int(
-                                       self._engine_options["vector_index_min_rows"]),
-                                   write_batch=int(self._engine_options["write_batch"]),
-                                   metadata_cache_mb=int(
-                                       self._engine_options["metadata_cache_mb"]))
+            engine = self._new_engine(table=gen.table, dim=gen.dim)
             self._engines[gen.name] = engine
         return engine
 
