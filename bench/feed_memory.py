@@ -24,17 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from clipsearch.embeddings import l2_normalize
+from clipsearch.machine import process_kib
 from feeder.prepare import Encoded
 
 
 def rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return (process_kib(pid, "VmRSS") or 0) / 1024
 
 
 def tree_rss_mib() -> float:

@@ -30,14 +30,14 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from clipsearch.machine import cpu_flags  # noqa: E402
+from clipsearch.machine import cpu_flags, process_kib  # noqa: E402
 
 
 def proc_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
+    value = process_kib(pid, field)
+    if value is None:
+        raise KeyError(field)
+    return value
 
 
 def hostile_png(size: int) -> bytes:

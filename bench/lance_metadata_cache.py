@@ -21,10 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    from clipsearch.machine import process_kib
+
+    return (process_kib(os.getpid()) or 0) / 1024
 
 
 async def write(path: Path, docs: int, batch: int, cap_mb: int, dim: int) -> None:

@@ -1,5 +1,6 @@
 """The machine a measurement ran on: CPU model, core count and the SIMD flags that decide how
-fast CLIP runs (every bench prints this beside its absolute figures)."""
+fast CLIP runs (every bench prints this beside its absolute figures), and a process's memory as
+the kernel reports it (the memory benches)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,17 @@ CPUINFO = Path("/proc/cpuinfo")
 def _cpuinfo_value(key: str, text: str) -> str | None:
     return next((line.split(":", 1)[1].strip() for line in text.splitlines()
                  if line.startswith(key)), None)
+
+
+def process_kib(pid: int, field: str = "VmRSS") -> int | None:
+    """A memory field of ``/proc/<pid>/status`` in KiB (``VmRSS``, ``VmHWM`` ...); None when
+    the process, the field or /proc is not there."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    value = _cpuinfo_value(field + ":", text)
+    return int(value.split()[0]) if value else None
 
 
 def cpu_flags(wanted: tuple[str, ...] = SPEED_FLAGS, cpuinfo: Path = CPUINFO) -> str:
